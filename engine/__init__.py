@@ -1,0 +1,1 @@
+"""The servicing engine: clean install, A/B staging, bootloader switch, commit, rollback."""

@@ -1,0 +1,55 @@
+"""The datasource plugin interface. Each datasource is one file in ``datasources/``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from tether.host import Host
+from tether.instance import InstanceData
+from tether.runner import Runner
+from tether.target import Target
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class DsContext:
+    host: Host
+    target: Target
+    runner: Runner
+    settings: dict[str, Any] = field(default_factory=dict)   # system config datasource.<NAME>
+    deadline: float | None = None                              # time.monotonic() bound for fetch()
+
+    def time_left(self, default: float) -> float:
+        if self.deadline is None:
+            return default
+        return max(0.0, min(default, self.deadline - time.monotonic()))
+
+
+class Datasource:
+    NAME: ClassVar[str] = ""
+    NEEDS_NETWORK: ClassVar[bool] = False
+    # Lower-case names this datasource also answers to in datasource_list / ds= (e.g. "nocloud-net").
+    ALIASES: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, ctx: DsContext) -> None:
+        self.ctx = ctx
+
+    def detect(self) -> bool:
+        """Cheap, local and free of side effects: could this datasource be present?"""
+        raise NotImplementedError
+
+    def fetch(self) -> InstanceData:
+        """Read the instance data; raise DatasourceError with a clear message when it cannot."""
+        raise NotImplementedError
+
+    def desired_host_config(self) -> Any:
+        """The host configuration the metadata asks for (engine's metadata watch), or None."""
+        return None
+
+    def describe(self) -> str:
+        """cloud-init's result.json datasource string, e.g. ``DataSourceNoCloud [seed=/dev/vdb]``."""
+        return f"DataSource{self.NAME}"

@@ -1,0 +1,123 @@
+"""Instance data: what a datasource returns, and its cloud-init v1 JSON shapes."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+REDACTED = "redacted for non-root user"
+# Keys that only the 0600 file carries (cloud-init's list plus ours).
+SENSITIVE_KEYS = ("merged_cfg", "security-credentials", "userdata", "vendordata", "vendordata2",
+                  "ds/meta_data/ssh_keys_private", "ds/user_data", "ds/vendor_data")
+
+
+@dataclass
+class InstanceData:
+    datasource: str                      # cloud-init's name: NoCloud, ConfigDrive, Ec2, None ...
+    instance_id: str
+    subplatform: str = ""                # "seed-dir (/var/lib/cloud/seed/nocloud)"
+    platform: str = ""                   # lower-case platform: nocloud, openstack, ec2 ...
+    cloud_name: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    userdata: bytes | None = None
+    vendordata: bytes | None = None
+    vendordata2: bytes | None = None
+    network_config: dict[str, Any] | None = None
+    local_hostname: str | None = None
+    public_ssh_keys: list[str] = field(default_factory=list)
+    region: str | None = None
+    availability_zone: str | None = None
+    # datasource-specific extras shown under "ds" in instance-data.json
+    ds: dict[str, Any] = field(default_factory=dict)
+    # the desired host configuration for the engine, when the metadata carries one
+    host_configuration: Any = None
+
+    def to_cache(self) -> dict[str, Any]:
+        d: dict[str, Any] = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        for k in ("userdata", "vendordata", "vendordata2"):
+            v = d[k]
+            d[k] = base64.b64encode(v).decode() if v is not None else None
+        return d
+
+    @classmethod
+    def from_cache(cls, d: dict[str, Any]) -> InstanceData:
+        d = dict(d)
+        for k in ("userdata", "vendordata", "vendordata2"):
+            if d.get(k) is not None:
+                d[k] = base64.b64decode(d[k])
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _text(b: bytes | None) -> str | None:
+    if b is None:
+        return None
+    try:
+        return b.decode()
+    except UnicodeDecodeError:
+        return base64.b64encode(b).decode()
+
+
+def v1(inst: InstanceData, kernel_release: str | None = None) -> dict[str, Any]:
+    """cloud-init's standardized v1 keys, with both underscore and hyphen spellings."""
+    uname = os.uname()
+    base = {
+        "availability_zone": inst.availability_zone,
+        "cloud_id": inst.platform or inst.datasource.lower(),
+        "cloud_name": inst.cloud_name or inst.platform or "unknown",
+        "distro": "debian",
+        "instance_id": inst.instance_id,
+        "kernel_release": kernel_release or uname.release,
+        "local_hostname": inst.local_hostname,
+        "machine": uname.machine,
+        "platform": inst.platform or inst.datasource.lower(),
+        "public_ssh_keys": list(inst.public_ssh_keys),
+        "python_version": platform.python_version(),
+        "region": inst.region,
+        "subplatform": inst.subplatform,
+        "system_platform": platform.platform(),
+        "variant": "debian",
+    }
+    out: dict[str, Any] = {"_beta_keys": ["subplatform"]}
+    for k, v in base.items():
+        out[k] = v
+        if "_" in k:
+            out[k.replace("_", "-")] = v
+    return out
+
+
+def instance_data_doc(inst: InstanceData, merged_cfg: dict[str, Any] | None,
+                      sys_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The full (sensitive) document; redact() makes the world-readable one."""
+    ds = {"_doc": "datasource-specific data, may change between tether releases",
+          "meta_data": copy.deepcopy(inst.metadata), **copy.deepcopy(inst.ds)}
+    doc: dict[str, Any] = {
+        "_beta_keys": ["subplatform"],
+        "base64_encoded_keys": [],
+        "ds": ds,
+        "merged_cfg": merged_cfg or {},
+        "sensitive_keys": list(SENSITIVE_KEYS),
+        "sys_info": sys_info or {"python": sys.version.split()[0], "dist": ["debian"]},
+        "userdata": _text(inst.userdata),
+        "v1": v1(inst),
+        "vendordata": _text(inst.vendordata),
+    }
+    # v1 keys at top level too, as cloud-init's jinja templates expect them
+    return doc
+
+
+def redact(doc: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(doc)
+    for key in doc.get("sensitive_keys", SENSITIVE_KEYS):
+        parts = key.split("/")
+        cur: Any = out
+        for p in parts[:-1]:
+            cur = cur.get(p) if isinstance(cur, dict) else None
+        if isinstance(cur, dict) and parts[-1] in cur:
+            cur[parts[-1]] = REDACTED
+    return out

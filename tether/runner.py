@@ -1,0 +1,100 @@
+"""The one place that spawns processes.
+
+Every command is an argv list (never a shell string built from input), has a timeout, and is logged as
+``+ argv`` with secrets replaced by ``<redacted>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from tether.errors import CommandError
+
+LOG = logging.getLogger(__name__)
+DEFAULT_TIMEOUT = 300.0
+REDACTED = "<redacted>"
+
+
+@dataclass
+class Result:
+    argv: list[str]
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float = 0.0
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    for s in secrets:
+        if s:
+            text = text.replace(s, REDACTED)
+    return text
+
+
+@dataclass
+class Runner:
+    """Runs commands for real. ``root`` other than ``/`` means commands run under ``chroot``."""
+
+    history: list[list[str]] = field(default_factory=list)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        data: str | bytes | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+        chroot: str | None = None,
+        cwd: str | None = None,
+        secrets: Sequence[str] = (),
+        capture: bool = True,
+    ) -> Result:
+        argv = [str(a) for a in argv]
+        full = ["chroot", chroot, *argv] if chroot and chroot != "/" else argv
+        LOG.debug("+ %s", redact(" ".join(full), secrets))
+        self.history.append(full)
+        run_env = None
+        if env is not None:
+            run_env = dict(os.environ)
+            run_env.update(env)
+        if isinstance(data, str):
+            data = data.encode()
+        start = time.monotonic()
+        try:
+            proc = subprocess.run(
+                full,
+                input=data,
+                stdout=subprocess.PIPE if capture else None,
+                stderr=subprocess.PIPE if capture else None,
+                stdin=None if data is not None else subprocess.DEVNULL,
+                timeout=timeout,
+                env=run_env,
+                cwd=cwd,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as e:
+            raise CommandError(full, None, _text(e.stdout), redact(_text(e.stderr), secrets),
+                               reason=f"timed out after {timeout:g}s")
+        except FileNotFoundError:
+            raise CommandError(full, 127, "", f"{full[0]}: command not found", reason="not found")
+        except PermissionError as e:
+            raise CommandError(full, 126, "", str(e), reason="permission denied")
+        res = Result(full, proc.returncode, _text(proc.stdout), _text(proc.stderr),
+                     time.monotonic() - start)
+        if check and proc.returncode != 0:
+            raise CommandError(full, proc.returncode, res.stdout, redact(res.stderr, secrets))
+        return res
+
+
+def _text(b: bytes | str | None) -> str:
+    if b is None:
+        return ""
+    if isinstance(b, str):
+        return b
+    return b.decode("utf-8", "replace")

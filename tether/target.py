@@ -1,0 +1,142 @@
+"""The root being configured: ``/`` live, a temporary directory in tests, a new slot during staging.
+
+Nothing in tether opens an absolute system path directly; it asks the target for it. ``path()`` resolves
+symlinks *inside* the root so a link in the image can never make tether write outside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tether.errors import TetherError
+
+_MAX_LINKS = 40
+
+
+class TargetPathError(TetherError):
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | os.PathLike[str]) -> Target:
+        return cls(Path(os.path.abspath(root)))
+
+    @property
+    def live(self) -> bool:
+        return str(self.root) == "/"
+
+    def path(self, p: str | os.PathLike[str]) -> Path:
+        """Host path of ``p`` (absolute within the target), resolving links inside the root."""
+        parts = [x for x in str(p).split("/") if x and x != "."]
+        cur = self.root
+        links = 0
+        out: list[str] = []
+        while parts:
+            name = parts.pop(0)
+            if name == "..":
+                if out:
+                    out.pop()
+                continue
+            candidate = self.root.joinpath(*out, name)
+            if candidate.is_symlink():
+                links += 1
+                if links > _MAX_LINKS:
+                    raise TargetPathError(f"too many symlinks resolving {p} in {self.root}")
+                dest = os.readlink(candidate)
+                if dest.startswith("/"):
+                    out = []
+                parts = [x for x in dest.split("/") if x and x != "."] + parts
+                continue
+            out.append(name)
+        cur = self.root.joinpath(*out)
+        return cur
+
+    def exists(self, p: str) -> bool:
+        return self.path(p).exists()
+
+    def read_text(self, p: str, default: str | None = None) -> str:
+        try:
+            return self.path(p).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            if default is None:
+                raise
+            return default
+
+    def read_bytes(self, p: str) -> bytes:
+        return self.path(p).read_bytes()
+
+    def makedirs(self, p: str, mode: int = 0o755) -> Path:
+        host = self.path(p)
+        host.mkdir(parents=True, exist_ok=True, mode=mode)
+        return host
+
+    def write(
+        self,
+        p: str,
+        content: str | bytes,
+        mode: int | None = 0o644,
+        owner: tuple[int, int] | None = None,
+        append: bool = False,
+        keep_mode: bool = False,
+    ) -> Path:
+        """Write atomically (temp file, fsync, rename). ``append`` appends in place instead."""
+        data = content.encode() if isinstance(content, str) else content
+        host = self.path(p)
+        host.parent.mkdir(parents=True, exist_ok=True)
+        if keep_mode and host.exists():
+            mode = stat.S_IMODE(host.stat().st_mode)
+            if owner is None:
+                st = host.stat()
+                owner = (st.st_uid, st.st_gid)
+        if append:
+            fd = os.open(host, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, mode or 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:
+            fd, tmp = tempfile.mkstemp(dir=host.parent, prefix=f".{host.name}.")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                if mode is not None:
+                    os.chmod(tmp, mode)
+                if owner is not None:
+                    os.chown(tmp, owner[0], owner[1])
+                os.replace(tmp, host)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            return host
+        if mode is not None:
+            os.chmod(host, mode)
+        if owner is not None:
+            os.chown(host, owner[0], owner[1])
+        return host
+
+    def remove(self, p: str) -> bool:
+        try:
+            self.path(p).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def has_system(self) -> bool:
+        """True when commands can run chrooted in this root (it holds a shell and a loader)."""
+        if self.live:
+            return True
+        sh = self.path("/bin/sh")
+        return sh.exists() and os.access(sh, os.X_OK) and os.geteuid() == 0

@@ -1,0 +1,1 @@
+"""systemd units and the generator, shipped as package data of ``tether.units``."""
