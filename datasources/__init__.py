@@ -9,9 +9,14 @@ from tether.datasource import Datasource
 # cloud-init name -> module file
 REGISTERED: dict[str, str] = {
     "NoCloud": "nocloud",
+    "NoCloudNet": "nocloud_net",
     "ConfigDrive": "configdrive",
     "None": "none",
 }
+
+
+# A datasource_list entry that stands for several plugins (cloud-init's NoCloud covers both halves).
+EXPANDS: dict[str, tuple[str, ...]] = {"NoCloud": ("NoCloud", "NoCloudNet")}
 
 
 def load(name: str) -> type[Datasource]:

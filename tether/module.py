@@ -18,7 +18,7 @@ Offline effects (files in ``ctx.target``) always; live effects (``hostname``, ``
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,8 @@ class ModuleContext:
     live: bool = False                       # True only on the booted host, root "/"
     warnings: list[str] = field(default_factory=list)
     console: list[str] = field(default_factory=list)   # lines for the console only, never the log
+    # (module name, callback): run right after that module finishes in this stage, or at the stage's end
+    deferred: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
 
     @property
     def instance_id(self) -> str:
@@ -57,6 +59,10 @@ class ModuleContext:
         """A recoverable problem: logged, shown in status as a recoverable error, the boot goes on."""
         LOG.warning("%s", msg)
         self.warnings.append(msg)
+
+    def after(self, module: str, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once ``module`` has run in this stage (or at the end of the stage)."""
+        self.deferred.append((module, fn))
 
     def to_console(self, msg: str) -> None:
         """Print to the console (e.g. generated passwords) without it ever reaching a log file."""

@@ -83,48 +83,50 @@ class Target:
         self,
         p: str,
         content: str | bytes,
-        mode: int | None = 0o644,
+        mode: int | None = None,
         owner: tuple[int, int] | None = None,
         append: bool = False,
-        keep_mode: bool = False,
     ) -> Path:
-        """Write atomically (temp file, fsync, rename). ``append`` appends in place instead."""
+        """Write atomically (temp file, fsync, rename), or append in place with ``append``.
+
+        ``mode``/``owner`` of None keep those of an existing file; a new file gets 0644 and our own ids.
+        """
         data = content.encode() if isinstance(content, str) else content
         host = self.path(p)
         host.parent.mkdir(parents=True, exist_ok=True)
-        if keep_mode and host.exists():
-            mode = stat.S_IMODE(host.stat().st_mode)
-            if owner is None:
-                st = host.stat()
-                owner = (st.st_uid, st.st_gid)
+        try:
+            st: os.stat_result | None = os.lstat(host)
+        except FileNotFoundError:
+            st = None
+        if mode is None:
+            mode = stat.S_IMODE(st.st_mode) if st is not None else 0o644
+        if owner is None and st is not None and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+            owner = (st.st_uid, st.st_gid)
         if append:
-            fd = os.open(host, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, mode or 0o644)
+            fd = os.open(host, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, mode)
             try:
                 os.write(fd, data)
                 os.fsync(fd)
+                os.fchmod(fd, mode)
+                if owner is not None:
+                    os.fchown(fd, owner[0], owner[1])
             finally:
                 os.close(fd)
-        else:
-            fd, tmp = tempfile.mkstemp(dir=host.parent, prefix=f".{host.name}.")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                if mode is not None:
-                    os.chmod(tmp, mode)
-                if owner is not None:
-                    os.chown(tmp, owner[0], owner[1])
-                os.replace(tmp, host)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
             return host
-        if mode is not None:
-            os.chmod(host, mode)
-        if owner is not None:
-            os.chown(host, owner[0], owner[1])
+        fd, tmp = tempfile.mkstemp(dir=host.parent, prefix=f".{host.name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fchmod(f.fileno(), mode)
+                if owner is not None:
+                    os.fchown(f.fileno(), owner[0], owner[1])
+                os.fsync(f.fileno())
+            os.replace(tmp, host)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
         return host
 
     def remove(self, p: str) -> bool:

@@ -1,0 +1,88 @@
+"""ConfigDrive: a filesystem labelled config-2 holding OpenStack's openstack/latest/*.json files."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from tether.datasource import Datasource
+from tether.errors import DatasourceError
+from tether.instance import InstanceData
+
+LOG = logging.getLogger(__name__)
+LABELS = ("config-2",)
+SEED_DIR = "/var/lib/cloud/seed/config_drive"
+MAX_FILE = 16 * 1024 * 1024
+
+
+def _read(p: Path) -> bytes | None:
+    try:
+        with open(p, "rb") as f:
+            data = f.read(MAX_FILE + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise DatasourceError(f"{p}: unreadable: {e}")
+    if len(data) > MAX_FILE:
+        raise DatasourceError(f"{p}: larger than {MAX_FILE >> 20} MiB")
+    return data
+
+
+def _json(p: Path) -> dict[str, Any] | None:
+    raw = _read(p)
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError as e:
+        raise DatasourceError(f"{p}: invalid JSON: {e}")
+    if not isinstance(data, dict):
+        raise DatasourceError(f"{p}: expected a JSON object")
+    return data
+
+
+def read_drive(root: Path) -> tuple[dict[str, Any], bytes | None, dict[str, Any] | None, dict[str, Any] | None]:
+    base = root / "openstack" / "latest"
+    md = _json(base / "meta_data.json")
+    if md is None:
+        raise DatasourceError(f"{root}: no openstack/latest/meta_data.json")
+    return md, _read(base / "user_data"), _json(base / "vendor_data.json"), _json(base / "network_data.json")
+
+
+class ConfigDrive(Datasource):
+    NAME = "ConfigDrive"
+    NEEDS_NETWORK = False
+
+    def _sources(self) -> list[str]:
+        seed = self.ctx.target.path(SEED_DIR)
+        found = [str(seed)] if (seed / "openstack").is_dir() else []
+        return found + self.ctx.host.devices_by_label(*LABELS)
+
+    def detect(self) -> bool:
+        return bool(self._sources())
+
+    def fetch(self) -> InstanceData:
+        from tether.datasources.openstack_format import parse_openstack
+
+        for src in self._sources():
+            try:
+                with self.ctx.host.mounted_readonly(src) as mnt:
+                    md, ud, vd, nd = read_drive(mnt)
+            except DatasourceError:
+                raise
+            except Exception as e:
+                raise DatasourceError(f"config drive {src}: cannot mount: {e}")
+            inst = parse_openstack(md, ud, vd, nd)
+            inst.datasource = self.NAME
+            inst.subplatform = f"config-disk ({src})" if not Path(src).is_dir() else f"seed-dir ({src})"
+            self._where = src
+            return inst
+        raise DatasourceError("no config drive found")
+
+    def describe(self) -> str:
+        return f"DataSource{self.NAME} [source={getattr(self, '_where', '?')}]"
+
+
+DATASOURCE = ConfigDrive

@@ -1,0 +1,21 @@
+"""The fallback datasource: no instance configuration, so a host with no datasource still boots cleanly."""
+
+from __future__ import annotations
+
+from tether.datasource import Datasource
+from tether.instance import InstanceData
+
+
+class NoneDatasource(Datasource):
+    NAME = "None"
+    NEEDS_NETWORK = False
+
+    def detect(self) -> bool:
+        return True
+
+    def fetch(self) -> InstanceData:
+        return InstanceData(datasource="None", instance_id="iid-datasource-none", platform="none",
+                            cloud_name="none", subplatform="config")
+
+
+DATASOURCE = NoneDatasource

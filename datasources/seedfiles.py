@@ -1,0 +1,94 @@
+"""Reading a NoCloud-style seed (meta-data, user-data, vendor-data, network-config) from a directory or URL."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tether import yamlsafe
+from tether.errors import ConfigError, DatasourceError
+
+LOG = logging.getLogger(__name__)
+MAX_SEED_FILE = 16 * 1024 * 1024
+FILES = ("meta-data", "user-data", "vendor-data", "network-config")
+
+
+@dataclass
+class Seed:
+    where: str
+    meta_data: dict[str, Any]
+    user_data: bytes | None
+    vendor_data: bytes | None
+    network_config: dict[str, Any] | None
+
+
+def _read_file(p: Path) -> bytes | None:
+    try:
+        with open(p, "rb") as f:
+            data = f.read(MAX_SEED_FILE + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise DatasourceError(f"{p}: unreadable: {e}")
+    if len(data) > MAX_SEED_FILE:
+        raise DatasourceError(f"{p}: larger than {MAX_SEED_FILE >> 20} MiB")
+    return data
+
+
+def parse_meta_data(raw: bytes | None, where: str) -> dict[str, Any]:
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        md = yamlsafe.load(raw, source=f"{where}/meta-data")
+    except ConfigError as e:
+        raise DatasourceError(str(e))
+    if md is None:
+        return {}
+    if not isinstance(md, dict):
+        raise DatasourceError(f"{where}/meta-data: expected a mapping, got {type(md).__name__}")
+    return md
+
+
+def parse_network_config(raw: bytes | None, where: str) -> dict[str, Any] | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        nc = yamlsafe.load(raw, source=f"{where}/network-config")
+    except ConfigError as e:
+        raise DatasourceError(str(e))
+    if nc is None:
+        return None
+    if not isinstance(nc, dict):
+        raise DatasourceError(f"{where}/network-config: expected a mapping, got {type(nc).__name__}")
+    return nc
+
+
+def read_dir(d: Path, require_meta: bool = True) -> Seed | None:
+    """A seed in a directory; None when the directory holds no meta-data (not a seed)."""
+    raw = {name: _read_file(d / name) for name in FILES}
+    if raw["meta-data"] is None and (require_meta or raw["user-data"] is None):
+        return None
+    where = str(d)
+    return Seed(where, parse_meta_data(raw["meta-data"], where), raw["user-data"], raw["vendor-data"],
+                parse_network_config(raw["network-config"], where))
+
+
+def read_url(base: str, timeout: float, retries: int, deadline: float | None) -> Seed:
+    """A seed served over HTTP: meta-data and user-data required, the others optional."""
+    from tether.http import HttpError, request
+
+    base = base if base.endswith("/") else base + "/"
+    got: dict[str, bytes | None] = {}
+    for name in FILES:
+        try:
+            got[name] = request(base + name, timeout=timeout, retries=retries, deadline=deadline).body
+        except HttpError as e:
+            if name in ("meta-data", "user-data") and e.status != 404:
+                raise DatasourceError(f"seedfrom {base}: {e}")
+            if name == "meta-data":
+                raise DatasourceError(f"seedfrom {base}: {e}")
+            got[name] = None
+    return Seed(base, parse_meta_data(got["meta-data"], base), got["user-data"], got["vendor-data"],
+                parse_network_config(got["network-config"], base))

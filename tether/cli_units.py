@@ -1,0 +1,54 @@
+"""``tether install-units``: put tether's units and generator into a root and enable tether.target."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from importlib import resources
+
+from tether.target import Target
+
+LOG = logging.getLogger(__name__)
+UNIT_DIR = "/etc/systemd/system"
+GENERATOR_DIR = "/etc/systemd/system-generators"
+# name -> the target whose .wants/ enables it. tether.target itself is pulled in per boot by the generator.
+ENABLE = {
+    "tether-local.service": "tether.target",
+    "tether-network.service": "tether.target",
+    "tether-config.service": "tether.target",
+    "tether-final.service": "tether.target",
+}
+
+
+def install(target: Target, enable: bool = True) -> list[str]:
+    written = []
+    pkg = resources.files("tether.units")
+    for entry in sorted(pkg.iterdir(), key=lambda e: e.name):
+        name = entry.name
+        if name.endswith((".service", ".target", ".timer")) or name.endswith(".conf"):
+            dest = f"{UNIT_DIR}/{name}"
+            if name.endswith(".conf"):  # drop-ins are named <unit>--<file>.conf in the package
+                unit, _, fname = name.partition("--")
+                dest = f"{UNIT_DIR}/{unit}.d/{fname}"
+            target.write(dest, entry.read_bytes(), mode=0o644)
+            written.append(dest)
+        elif name == "tether-generator":
+            dest = f"{GENERATOR_DIR}/tether-generator"
+            target.write(dest, entry.read_bytes(), mode=0o755)
+            written.append(dest)
+    if enable:
+        for unit, wanted_by in ENABLE.items():
+            link = target.path(f"{UNIT_DIR}/{wanted_by}.wants/{unit}")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            os.symlink(f"{UNIT_DIR}/{unit}", link)
+            written.append(f"{UNIT_DIR}/{wanted_by}.wants/{unit}")
+    return written
+
+
+def main(args: argparse.Namespace) -> int:
+    for p in install(Target.at(args.root), enable=not args.no_enable):
+        print(p)
+    return 0

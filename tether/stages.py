@@ -1,0 +1,301 @@
+"""The four boot stages: local (datasource, instance, network), network (user-data, init modules), config,
+final. Each stage records itself in status.json and never lets one bad input stop the boot.
+
+With a root other than ``/`` (``--root DIR``): files are written into that root; commands and scripts run
+chrooted into it when it holds a usable system (``/bin/sh`` present and we are root), otherwise they are
+written out but not run. The engine applies configuration into a freshly written slot the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tether import instance as instmod
+from tether import sysconfig
+from tether.datasource import Datasource, DsContext
+from tether.errors import TetherError
+from tether.host import Host
+from tether.instance import InstanceData
+from tether.instancestore import InstanceStore
+from tether.modrunner import StageRun, events_json, run_modules
+from tether.module import ModuleContext
+from tether.paths import PATHS, Paths
+from tether.runner import Runner
+from tether.status import StageStatus, write_result
+from tether.target import Target
+
+LOG = logging.getLogger(__name__)
+DEFAULT_NET_MAX_WAIT = 10.0
+
+
+@dataclass
+class Env:
+    target: Target
+    host: Host
+    runner: Runner
+    paths: Paths = PATHS
+    system_config: dict[str, Any] = field(default_factory=dict)
+    config_errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, target: Target, host: Host | None = None, runner: Runner | None = None) -> Env:
+        runner = runner or Runner()
+        errors: list[str] = []
+        cfg = sysconfig.load(target, errors)
+        return cls(target, host or Host(runner=runner), runner, PATHS, cfg, errors)
+
+    @property
+    def live(self) -> bool:
+        return self.target.live
+
+
+# -- datasources ---------------------------------------------------------------------------------
+
+def candidate_names(env: Env, network: bool) -> list[str]:
+    from tether.datasources import EXPANDS, REGISTERED
+    names = []
+    for n in env.system_config.get("datasource_list") or []:
+        if not isinstance(n, str):
+            continue
+        canon = next((k for k in REGISTERED if k.lower() == n.lower()), None)
+        for c in EXPANDS.get(canon, (canon,)) if canon else ():
+            if c and c != "None" and c not in names:
+                names.append(c)
+    out = []
+    for n in names:
+        cls = _load_ds(n)
+        if cls is not None and cls.NEEDS_NETWORK == network:
+            out.append(n)
+    return out
+
+
+def _load_ds(name: str) -> type[Datasource] | None:
+    from tether.datasources import load
+    try:
+        return load(name)
+    except (ImportError, KeyError, AttributeError) as e:
+        LOG.warning("datasource %s unavailable: %s", name, e)
+        return None
+
+
+def find_datasource(env: Env, network: bool, status: StageStatus) -> tuple[Datasource, InstanceData] | None:
+    deadline = None
+    if network:
+        waits = [float(v.get("max_wait", DEFAULT_NET_MAX_WAIT)) for v in
+                 (env.system_config.get("datasource") or {}).values() if isinstance(v, dict)
+                 and isinstance(v.get("max_wait"), int | float)]
+        deadline = time.monotonic() + (max(waits) if waits else DEFAULT_NET_MAX_WAIT)
+    for name in candidate_names(env, network):
+        cls = _load_ds(name)
+        if cls is None:
+            continue
+        settings = (env.system_config.get("datasource") or {}).get(name) or {}
+        ds = cls(DsContext(env.host, env.target, env.runner, settings if isinstance(settings, dict) else {},
+                           deadline))
+        t0 = time.monotonic()
+        try:
+            if not ds.detect():
+                continue
+            inst = ds.fetch()
+        except TetherError as e:
+            msg = f"datasource {name}: {e}"
+            LOG.warning("%s", msg)
+            status.recoverable_error(msg)
+            continue
+        except Exception as e:
+            LOG.exception("datasource %s crashed", name)
+            status.recoverable_error(f"datasource {name}: {type(e).__name__}: {e}")
+            continue
+        LOG.info("found datasource %s (instance %s) in %.3fs", name, inst.instance_id, time.monotonic() - t0)
+        return ds, inst
+    return None
+
+
+def _none_instance(env: Env) -> tuple[Datasource, InstanceData]:
+    from tether.datasources.none import NoneDatasource
+    ds = NoneDatasource(DsContext(env.host, env.target, env.runner, {}))
+    return ds, ds.fetch()
+
+
+def _record_found(env: Env, ds: Datasource, inst: InstanceData, status: StageStatus) -> None:
+    store = InstanceStore(env.target, env.paths)
+    new = store.activate(inst)
+    env.target.write(f"{env.paths.run}/datasource", ds.describe() + "\n")
+    status.datasource = inst.datasource
+    if new:
+        prev = store.target.read_text(f"{env.paths.data}/previous-instance-id", default="").strip()
+        LOG.info("new instance %s (previous: %s)", inst.instance_id, prev or "none")
+        if prev and env.system_config.get("reset_machine_id_on_new_instance", True):
+            store.reset_machine_id()
+    write_instance_data(env, inst, None)
+
+
+def write_instance_data(env: Env, inst: InstanceData, merged: dict[str, Any] | None) -> None:
+    doc = instmod.instance_data_doc(inst, merged)
+    env.target.write(env.paths.instance_data_sensitive, json.dumps(doc, indent=1, sort_keys=True, default=str),
+                     mode=0o600)
+    env.target.write(env.paths.instance_data, json.dumps(instmod.redact(doc), indent=1, sort_keys=True,
+                                                         default=str), mode=0o644)
+
+
+# -- stages --------------------------------------------------------------------------------------
+
+def _begin(env: Env, stage: str) -> StageStatus:
+    status = StageStatus(env.target, stage, env.paths)
+    status.start()
+    for e in env.config_errors:
+        status.recoverable_error(f"system config: {e}")
+    return status
+
+
+def run_local(env: Env) -> int:
+    status = _begin(env, "init-local")
+    try:
+        env.target.remove(f"{env.paths.run}/.instance-id")
+        found = find_datasource(env, network=False, status=status)
+        if found is None:
+            LOG.info("no local datasource; the network stage will look for one")
+        else:
+            ds, inst = found
+            _record_found(env, ds, inst, status)
+            _apply_network(env, inst, status)
+    finally:
+        status.finish()
+    return 1 if status.errors else 0
+
+
+def _apply_network(env: Env, inst: InstanceData | None, status: StageStatus) -> None:
+    try:
+        from tether.network import apply  # written by the network renderer
+    except ImportError:
+        return
+    try:
+        res = apply.apply_network(env.target, env.host, env.system_config,
+                                  inst.network_config if inst else None, env.runner, env.live)
+        LOG.info("network: %s", getattr(res, "summary", res))
+    except TetherError as e:
+        status.recoverable_error(f"network config: {e}")
+    except Exception as e:
+        LOG.exception("network config crashed")
+        status.recoverable_error(f"network config: {type(e).__name__}: {e}")
+
+
+def run_network(env: Env) -> int:
+    from tether.userdata_stage import process_userdata
+    status = _begin(env, "init")
+    try:
+        store = InstanceStore(env.target, env.paths)
+        iid = store.current_id()
+        inst = store.load_instance(iid) if iid else None
+        ds_name = inst.datasource if inst else None
+        if inst is None:
+            found = find_datasource(env, network=True, status=status)
+            if found is None:
+                found = _none_instance(env)
+                if _any_ds_expected(env):
+                    status.recoverable_error("no datasource found; booting with no instance configuration")
+            ds, inst = found
+            ds_name = inst.datasource
+            _record_found(env, ds, inst, status)
+            if inst.network_config and not env.target.exists(f"{env.paths.run}/network-applied"):
+                _apply_network(env, inst, status)
+        status.datasource = ds_name
+        merged = process_userdata(env, inst, status)
+        write_instance_data(env, inst, merged)
+        _run_stage_modules(env, inst, merged, "init", status)
+    finally:
+        status.finish()
+    return 1 if status.errors else 0
+
+
+def _any_ds_expected(env: Env) -> bool:
+    names = [n for n in env.system_config.get("datasource_list") or [] if isinstance(n, str)]
+    return any(n.lower() != "none" for n in names)
+
+
+def _context(env: Env, inst: InstanceData, merged: dict[str, Any]) -> ModuleContext:
+    return ModuleContext(target=env.target, runner=env.runner, instance=inst, cloud_config=merged,
+                         system_config=env.system_config, paths=env.paths, live=env.live)
+
+
+def _run_stage_modules(env: Env, inst: InstanceData, merged: dict[str, Any], stage: str,
+                       status: StageStatus, only: list[str] | None = None, frequency: str | None = None,
+                       force: bool = False) -> StageRun:
+    names = sysconfig.module_list(merged, stage)
+    if only is not None:
+        names = [(n, None) for n in only]
+    ctx = _context(env, inst, merged)
+    run = run_modules(ctx, stage, names, status, only_frequency=frequency, force=force)
+    _append_events(env, status.stage, run)
+    return run
+
+
+def _append_events(env: Env, stage: str, run: StageRun) -> None:
+    line = json.dumps({"stage": stage, "time": time.time(), "modules": events_json(run)})
+    env.target.write("/var/log/tether-events.jsonl", line + "\n", mode=0o640, append=True)
+
+
+def _load_current(env: Env, status: StageStatus) -> tuple[InstanceData, dict[str, Any]] | None:
+    store = InstanceStore(env.target, env.paths)
+    iid = store.current_id() or store.previous_id()
+    inst = store.load_instance(iid) if iid else None
+    merged = store.load_config(iid) if iid else None
+    if inst is None or merged is None:
+        status.error("no instance data: run 'tether init' first")
+        return None
+    status.datasource = inst.datasource
+    return inst, merged
+
+
+def run_modules_stage(env: Env, mode: str) -> int:
+    stage_key = {"config": "modules-config", "final": "modules-final"}[mode]
+    status = _begin(env, stage_key)
+    inst = None
+    try:
+        loaded = _load_current(env, status)
+        if loaded:
+            inst, merged = loaded
+            _run_stage_modules(env, inst, merged, mode, status)
+    finally:
+        status.finish()
+        if mode == "final":
+            _finish_boot(env, inst)
+    return 1 if status.errors else 0
+
+
+def _finish_boot(env: Env, inst: InstanceData | None) -> None:
+    from tether import __version__
+    from tether.status import uptime
+    write_result(env.target, f"DataSource{inst.datasource}" if inst else "none", env.paths)
+    if inst is not None:
+        env.target.write(env.paths.boot_finished,
+                         f"{uptime(env.target):.2f} - {time.strftime('%a, %d %b %Y %H:%M:%S %z')} - "
+                         f"v. {__version__}\n")
+
+
+def run_single(env: Env, name: str, frequency: str | None) -> int:
+    status = StageStatus(env.target, "modules-final", env.paths)
+    loaded = _load_current(env, status)
+    if loaded is None:
+        for e in status.errors:
+            LOG.error("%s", e)
+        return 1
+    inst, merged = loaded
+    from tether.modules import REGISTERED, load
+    if name not in REGISTERED:
+        LOG.error("unknown module %r (tether has: %s)", name, ", ".join(REGISTERED))
+        return 1
+    stage = load(name).STAGE
+    run = run_modules(_context(env, inst, merged), stage, [(name, None)], status, only_frequency=frequency)
+    for ev in run.events:
+        print(f"{ev.name}: {ev.result} ({ev.seconds:.3f}s) {ev.detail}".rstrip())
+    for e in status.errors:
+        LOG.error("%s", e)
+    for msgs in status.recoverable.values():
+        for m in msgs:
+            LOG.warning("%s", m)
+    return 1 if status.errors else (2 if status.recoverable else 0)

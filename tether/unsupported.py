@@ -1,0 +1,50 @@
+"""cloud-init modules tether does not implement, by the cloud-config keys that would activate them.
+
+A user-data that uses one gets exactly one warning per module naming it; the boot goes on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+UNSUPPORTED: dict[str, tuple[str, ...]] = {
+    "ansible": ("ansible",),
+    "apk_configure": ("apk_repos",),
+    "apt_pipelining": ("apt_pipelining",),
+    "byobu": ("byobu_by_default",),
+    "chef": ("chef",),
+    "fan": ("fan",),
+    "grub_dpkg": ("grub_dpkg", "grub-dpkg"),
+    "install_hotplug": ("updates",),
+    "landscape": ("landscape",),
+    "lxd": ("lxd",),
+    "mcollective": ("mcollective",),
+    "puppet": ("puppet",),
+    "reset_rmc": (),
+    "rh_subscription": ("rh_subscription",),
+    "salt_minion": ("salt_minion",),
+    "snap": ("snap",),
+    "spacewalk": ("spacewalk",),
+    "ssh_import_id": ("ssh_import_id",),
+    "ubuntu_autoinstall": ("autoinstall",),
+    "ubuntu_drivers": ("drivers",),
+    "ubuntu_pro": ("ubuntu_pro", "ubuntu_advantage"),
+    "wireguard": ("wireguard",),
+    "yum_add_repo": ("yum_repos", "yum_repo_dir"),
+    "zypper_add_repo": ("zypper",),
+    "lxd_init": (),
+    "scripts_per_vendor": (),
+}
+
+
+def unsupported_in(cloud_config: dict[str, Any], implemented: set[str]) -> list[str]:
+    """Warnings, one per unsupported module the config uses."""
+    out = []
+    for mod, keys in UNSUPPORTED.items():
+        if mod in implemented:
+            continue
+        used = [k for k in keys if k in cloud_config]
+        if used:
+            out.append(f"module {mod} (key {', '.join(repr(k) for k in used)}) is not supported by tether; "
+                       "skipped")
+    return out
