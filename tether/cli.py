@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("what", choices=("show", "blame"))
     sp = verb("install-units", "install tether's systemd units into a root", _lazy("tether.cli_units"))
     sp.add_argument("--no-enable", action="store_true", help="install but do not enable")
+    sp.add_argument("--bin", help="absolute path of the tether command inside the root (default: found there)")
     try:
         from tether.engine.cli import add_parsers
     except ImportError:

@@ -21,8 +21,20 @@ ENABLE = {
 }
 
 
-def install(target: Target, enable: bool = True) -> list[str]:
+BIN_CANDIDATES = ("/usr/local/bin/tether", "/usr/bin/tether", "/opt/tether/bin/tether")
+
+
+def tether_bin(target: Target) -> str:
+    """Where the tether command lives inside the root (units need an absolute path)."""
+    for cand in BIN_CANDIDATES:
+        if target.exists(cand):
+            return cand
+    return "/usr/bin/tether"
+
+
+def install(target: Target, enable: bool = True, tether_path: str | None = None) -> list[str]:
     written = []
+    exe = tether_path or tether_bin(target)
     pkg = resources.files("tether.units")
     for entry in sorted(pkg.iterdir(), key=lambda e: e.name):
         name = entry.name
@@ -31,7 +43,7 @@ def install(target: Target, enable: bool = True) -> list[str]:
             if name.endswith(".conf"):  # drop-ins are named <unit>--<file>.conf in the package
                 unit, _, fname = name.partition("--")
                 dest = f"{UNIT_DIR}/{unit}.d/{fname}"
-            target.write(dest, entry.read_bytes(), mode=0o644)
+            target.write(dest, entry.read_bytes().replace(b"@TETHER@", exe.encode()), mode=0o644)
             written.append(dest)
         elif name == "tether-generator":
             dest = f"{GENERATOR_DIR}/tether-generator"
@@ -49,6 +61,6 @@ def install(target: Target, enable: bool = True) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    for p in install(Target.at(args.root), enable=not args.no_enable):
+    for p in install(Target.at(args.root), enable=not args.no_enable, tether_path=args.bin):
         print(p)
     return 0

@@ -1,0 +1,79 @@
+"""systemd units: installed into a root, accepted by systemd-analyze verify, and the generator's verdict."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tether.cli_units import install
+from tether.generator import main as generator
+from tether.target import Target
+
+UNITS = ["tether-local.service", "tether-network.service", "tether-config.service", "tether-final.service",
+         "tether.target"]
+
+
+def test_install_units_writes_units_generator_and_wants(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "usr/local/bin").mkdir(parents=True)
+    (root / "usr/local/bin/tether").write_text("#!/bin/sh\n")
+    written = install(Target.at(root))
+    unit_dir = root / "etc/systemd/system"
+    for u in UNITS:
+        assert (unit_dir / u).is_file()
+    assert "ExecStart=/usr/local/bin/tether init --local" in (unit_dir / "tether-local.service").read_text()
+    gen = root / "etc/systemd/system-generators/tether-generator"
+    assert os.access(gen, os.X_OK)
+    wants = unit_dir / "tether.target.wants/tether-network.service"
+    assert os.readlink(wants) == "/etc/systemd/system/tether-network.service"
+    # tether.target is not enabled statically: the generator pulls it in per boot
+    assert not (unit_dir / "multi-user.target.wants/tether.target").exists()
+    assert len(written) == len(set(written))
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_systemd_analyze_verify_accepts_units(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    install(Target.at(root), tether_path="/bin/true")
+    unit_dir = root / "etc/systemd/system"
+    proc = subprocess.run(["systemd-analyze", "verify", *UNITS], cwd=unit_dir, capture_output=True, text=True,
+                          env={**os.environ, "SYSTEMD_UNIT_PATH": f"{unit_dir}:"}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == ""
+
+
+def test_local_stage_runs_before_network_and_network_before_sshd() -> None:
+    units = Path(__file__).resolve().parents[2] / "units"
+    local = (units / "tether-local.service").read_text()
+    net = (units / "tether-network.service").read_text()
+    assert "Before=network-pre.target" in local
+    assert "After=tether-local.service" in net
+    assert "sshd.service" in net.split("Before=", 1)[1]
+
+
+def test_generator_enables_or_records_why_not(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    sysroot = tmp_path / "sys"
+    (sysroot / "proc").mkdir(parents=True)
+    (sysroot / "proc/cmdline").write_text("root=/dev/vda1 console=ttyS0\n")
+    out = tmp_path / "gen"
+    generator([str(out), str(out), str(out)], root=str(root), sysroot=str(sysroot))
+    link = out / "multi-user.target.wants/tether.target"
+    assert link.is_symlink()
+    assert (root / "run/tether/enabled").exists()
+
+    (sysroot / "proc/cmdline").write_text("root=/dev/vda1 tether=disabled\n")
+    generator([str(out), str(out), str(out)], root=str(root), sysroot=str(sysroot))
+    assert not link.is_symlink()
+    assert "kernel command line" in (root / "run/tether/disabled").read_text()
+
+    (sysroot / "proc/cmdline").write_text("root=/dev/vda1\n")
+    (root / "etc/tether").mkdir(parents=True)
+    (root / "etc/tether/disabled").write_text("")
+    generator([str(out), str(out), str(out)], root=str(root), sysroot=str(sysroot))
+    assert not link.is_symlink()
+    assert "marker file" in (root / "run/tether/disabled").read_text()
