@@ -15,6 +15,8 @@ LOG = logging.getLogger(__name__)
 LABELS = ("config-2",)
 SEED_DIR = "/var/lib/cloud/seed/config_drive"
 MAX_FILE = 16 * 1024 * 1024
+DRIVE_FILES = tuple(f"openstack/latest/{n}" for n in ("meta_data.json", "user_data", "vendor_data.json",
+                                                      "network_data.json"))
 
 
 def _read(p: Path) -> bytes | None:
@@ -68,7 +70,7 @@ class ConfigDrive(Datasource):
 
         for src in self._sources():
             try:
-                with self.ctx.host.mounted_readonly(src) as mnt:
+                with self.ctx.host.mounted_readonly(src, wanted=DRIVE_FILES) as mnt:
                     md, ud, vd, nd = read_drive(mnt)
             except DatasourceError:
                 raise

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from tether.datasources.seedfiles import Seed, read_dir, read_url
+from tether.datasources.seedfiles import FILES, Seed, read_dir, read_url
 
 from tether.datasource import Datasource
 from tether.errors import DatasourceError
@@ -37,7 +37,8 @@ class NoCloud(Datasource):
     NEEDS_NETWORK = False
 
     def _ds_args(self) -> dict[str, str]:
-        for source in (self.ctx.host.cmdline_value("ds"), self.ctx.host.dmi("product_serial")):
+        serial = self.ctx.host.dmi("product_serial") or ""
+        for source in (self.ctx.host.cmdline_value("ds"), serial[3:] if serial.startswith("ds=") else None):
             if source:
                 name, args = parse_ds_arg(source)
                 if name in ("nocloud", "nocloud-net"):
@@ -81,8 +82,8 @@ class NoCloud(Datasource):
             return seed, f"seed-dir ({local})"
         for dev in self.ctx.host.devices_by_label(self._label()):
             try:
-                with self.ctx.host.mounted_readonly(dev) as mnt:
-                    seed = read_dir(mnt)
+                with self.ctx.host.mounted_readonly(dev, wanted=FILES) as mnt:
+                    seed = read_dir(mnt, where=dev)
             except DatasourceError:
                 raise
             except Exception as e:

@@ -65,12 +65,13 @@ def parse_network_config(raw: bytes | None, where: str) -> dict[str, Any] | None
     return nc
 
 
-def read_dir(d: Path, require_meta: bool = True) -> Seed | None:
-    """A seed in a directory; None when the directory holds no meta-data (not a seed)."""
+def read_dir(d: Path, require_meta: bool = True, where: str | None = None) -> Seed | None:
+    """A seed in a directory; None when the directory holds no meta-data (not a seed).
+    ``where`` names it in messages (the device, not a temporary mount point)."""
     raw = {name: _read_file(d / name) for name in FILES}
     if raw["meta-data"] is None and (require_meta or raw["user-data"] is None):
         return None
-    where = str(d)
+    where = where or str(d)
     return Seed(where, parse_meta_data(raw["meta-data"], where), raw["user-data"], raw["vendor-data"],
                 parse_network_config(raw["network-config"], where))
 

@@ -10,12 +10,14 @@ import contextlib
 import logging
 import os
 import shlex
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tether.runner import Runner
+from tether.errors import CommandError
+from tether.runner import Result, Runner
 
 LOG = logging.getLogger(__name__)
 DMI_KEYS = ("sys_vendor", "product_name", "product_serial", "product_uuid", "chassis_asset_tag",
@@ -92,21 +94,59 @@ class Host:
         return found
 
     @contextlib.contextmanager
-    def mounted_readonly(self, device: str, timeout: float = 20) -> Iterator[Path]:
-        """Mount ``device`` read-only in a private temporary directory; a directory is used as is."""
+    def mounted_readonly(self, device: str, wanted: tuple[str, ...] = (), timeout: float = 20) -> Iterator[Path]:
+        """A read-only view of ``device``'s files in a private temporary directory.
+
+        The device is mounted read-only; when the kernel cannot mount it (no iso9660/vfat driver, as in
+        containers) the ``wanted`` files are read in user space instead (ISO 9660 directly, vfat through
+        mtools). A directory is used as is.
+        """
         if os.path.isdir(device):
             yield Path(device)
             return
         tmp = tempfile.mkdtemp(prefix="tether-mnt-")
         try:
-            self.runner.run(["mount", "-o", "ro,nodev,nosuid,noexec", device, tmp], timeout=timeout)
-            try:
-                yield Path(tmp)
-            finally:
-                self.runner.run(["umount", tmp], check=False, timeout=timeout)
+            res = self.runner.run(["mount", "-o", "ro,nodev,nosuid,noexec", device, tmp], timeout=timeout,
+                                  check=False)
+            if res.code == 0:
+                try:
+                    yield Path(tmp)
+                finally:
+                    self.runner.run(["umount", tmp], check=False, timeout=timeout)
+                return
+            if not wanted:
+                raise CommandError(res.argv, res.code, res.stdout, res.stderr)
+            LOG.debug("mount %s failed (%s); reading it in user space", device, res.stderr.strip())
+            self._extract(device, wanted, Path(tmp), res)
+            yield Path(tmp)
         finally:
-            with contextlib.suppress(OSError):
-                os.rmdir(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _extract(self, device: str, wanted: tuple[str, ...], dest: Path, mount_res: Result) -> None:
+        from tether.isoread import IsoError, read_files
+        try:
+            files = read_files(device, list(wanted))
+        except IsoError:
+            files = self._mtools_read(device, wanted)
+            if files is None:
+                raise CommandError(mount_res.argv, mount_res.code, mount_res.stdout, mount_res.stderr)
+        for rel, data in files.items():
+            out = dest / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+
+    def _mtools_read(self, device: str, wanted: tuple[str, ...]) -> dict[str, bytes] | None:
+        probe = self.runner.run(["mdir", "-i", device, "::"], check=False, timeout=10)
+        if probe.code != 0:
+            return None
+        out: dict[str, bytes] = {}
+        with tempfile.TemporaryDirectory(prefix="tether-mtools-") as d:
+            for rel in wanted:
+                dest = Path(d) / rel.replace("/", "_")
+                r = self.runner.run(["mcopy", "-n", "-i", device, f"::{rel}", str(dest)], check=False, timeout=10)
+                if r.code == 0 and dest.exists():
+                    out[rel] = dest.read_bytes()
+        return out
 
 
 def _unescape_label(s: str) -> str:

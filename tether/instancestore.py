@@ -35,7 +35,7 @@ class InstanceStore:
         self.target.makedirs(idir, mode=0o755)
         self.target.makedirs(self.paths.instance_sem(inst.instance_id))
         self.save_instance(inst)
-        link = self.target.path(self.paths.instance_link)
+        link = self.target.path_nofollow(self.paths.instance_link)
         rel = os.path.relpath(self.target.path(idir), link.parent)
         if not (link.is_symlink() and os.readlink(link) == rel):
             tmp = link.with_name(".instance.tmp")

@@ -36,6 +36,15 @@ def redact(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
+class _Clock:
+    """Seconds spent waiting for child processes in this process (stage timings report it separately)."""
+
+    commands = 0.0
+
+
+CLOCK = _Clock()
+
+
 @dataclass
 class Runner:
     """Runs commands for real. ``root`` other than ``/`` means commands run under ``chroot``."""
@@ -79,6 +88,7 @@ class Runner:
                 check=False,
             )
         except subprocess.TimeoutExpired as e:
+            CLOCK.commands += time.monotonic() - start
             raise CommandError(full, None, _text(e.stdout), redact(_text(e.stderr), secrets),
                                reason=f"timed out after {timeout:g}s")
         except FileNotFoundError:
@@ -87,6 +97,7 @@ class Runner:
             raise CommandError(full, 126, "", str(e), reason="permission denied")
         res = Result(full, proc.returncode, _text(proc.stdout), _text(proc.stderr),
                      time.monotonic() - start)
+        CLOCK.commands += res.seconds
         if check and proc.returncode != 0:
             raise CommandError(full, proc.returncode, res.stdout, redact(res.stderr, secrets))
         return res

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tether import instance as instmod
 from tether import sysconfig
@@ -21,12 +21,14 @@ from tether.errors import TetherError
 from tether.host import Host
 from tether.instance import InstanceData
 from tether.instancestore import InstanceStore
-from tether.modrunner import StageRun, events_json, run_modules
-from tether.module import ModuleContext
 from tether.paths import PATHS, Paths
 from tether.runner import Runner
 from tether.status import StageStatus, write_result
 from tether.target import Target
+
+if TYPE_CHECKING:  # the module machinery loads only in stages that run modules
+    from tether.modrunner import StageRun
+    from tether.module import ModuleContext
 
 LOG = logging.getLogger(__name__)
 DEFAULT_NET_MAX_WAIT = 10.0
@@ -152,6 +154,11 @@ def _begin(env: Env, stage: str) -> StageStatus:
     return status
 
 
+def _crashed(status: StageStatus, e: BaseException) -> None:
+    LOG.exception("stage %s failed", status.stage)
+    status.error(f"{status.stage}: {type(e).__name__}: {e}")
+
+
 def run_local(env: Env) -> int:
     status = _begin(env, "init-local")
     try:
@@ -163,6 +170,8 @@ def run_local(env: Env) -> int:
             ds, inst = found
             _record_found(env, ds, inst, status)
             _apply_network(env, inst, status)
+    except Exception as e:
+        _crashed(status, e)
     finally:
         status.finish()
     return 1 if status.errors else 0
@@ -207,6 +216,8 @@ def run_network(env: Env) -> int:
         merged = process_userdata(env, inst, status)
         write_instance_data(env, inst, merged)
         _run_stage_modules(env, inst, merged, "init", status)
+    except Exception as e:
+        _crashed(status, e)
     finally:
         status.finish()
     return 1 if status.errors else 0
@@ -218,6 +229,7 @@ def _any_ds_expected(env: Env) -> bool:
 
 
 def _context(env: Env, inst: InstanceData, merged: dict[str, Any]) -> ModuleContext:
+    from tether.module import ModuleContext
     return ModuleContext(target=env.target, runner=env.runner, instance=inst, cloud_config=merged,
                          system_config=env.system_config, paths=env.paths, live=env.live)
 
@@ -225,6 +237,7 @@ def _context(env: Env, inst: InstanceData, merged: dict[str, Any]) -> ModuleCont
 def _run_stage_modules(env: Env, inst: InstanceData, merged: dict[str, Any], stage: str,
                        status: StageStatus, only: list[str] | None = None, frequency: str | None = None,
                        force: bool = False) -> StageRun:
+    from tether.modrunner import run_modules
     names = sysconfig.module_list(merged, stage)
     if only is not None:
         names = [(n, None) for n in only]
@@ -235,7 +248,10 @@ def _run_stage_modules(env: Env, inst: InstanceData, merged: dict[str, Any], sta
 
 
 def _append_events(env: Env, stage: str, run: StageRun) -> None:
-    line = json.dumps({"stage": stage, "time": time.time(), "modules": events_json(run)})
+    from tether.modrunner import events_json
+    from tether.runner import CLOCK
+    line = json.dumps({"stage": stage, "time": time.time(), "commands_seconds": round(CLOCK.commands, 4),
+                       "modules": events_json(run)})
     env.target.write("/var/log/tether-events.jsonl", line + "\n", mode=0o640, append=True)
 
 
@@ -260,6 +276,8 @@ def run_modules_stage(env: Env, mode: str) -> int:
         if loaded:
             inst, merged = loaded
             _run_stage_modules(env, inst, merged, mode, status)
+    except Exception as e:
+        _crashed(status, e)
     finally:
         status.finish()
         if mode == "final":
@@ -289,6 +307,7 @@ def run_single(env: Env, name: str, frequency: str | None) -> int:
     if name not in REGISTERED:
         LOG.error("unknown module %r (tether has: %s)", name, ", ".join(REGISTERED))
         return 1
+    from tether.modrunner import run_modules
     stage = load(name).STAGE
     run = run_modules(_context(env, inst, merged), stage, [(name, None)], status, only_frequency=frequency)
     for ev in run.events:

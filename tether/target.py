@@ -60,6 +60,11 @@ class Target:
         cur = self.root.joinpath(*out)
         return cur
 
+    def path_nofollow(self, p: str) -> Path:
+        """Like path(), but the last component is not followed when it is a symlink."""
+        parent, _, name = str(p).rstrip("/").rpartition("/")
+        return self.path(parent or "/") / name
+
     def exists(self, p: str) -> bool:
         return self.path(p).exists()
 

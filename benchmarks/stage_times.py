@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Stage timings on the bundled example seed, against temporary roots, as whole processes.
+
+Prints, per stage, the median wall time of ``tether <stage>`` (process start to exit) and the same with the
+time spent in child commands (useradd, ssh-keygen...) taken out, against the issue's budgets:
+``init --local`` <= 150 ms; the four stages together, commands excluded, <= 400 ms.
+Then checks with ``-X importtime`` that the local stage imports no jinja2, network or D-Bus library.
+
+Bytecode is compiled first into a private cache (PYTHONPYCACHEPREFIX), as an installed wheel would have it.
+Run: .venv/bin/python benchmarks/stage_times.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HERE))
+from tests.conftest import make_root  # noqa: E402
+
+STAGES = [["init", "--local"], ["init"], ["modules", "--mode", "config"], ["modules", "--mode", "final"]]
+FORBIDDEN = ("jinja2", "urllib.request", "http.client", "ssl", "requests", "dbus", "pyroute2", "email")
+
+
+def fresh_root(base: Path) -> Path:
+    root = make_root(base)
+    seed = root / "var/lib/cloud/seed/nocloud"
+    seed.mkdir(parents=True)
+    for n in ("meta-data", "user-data", "network-config"):
+        shutil.copy(HERE / "tether/examples/nocloud" / n, seed / n)
+    return root
+
+
+def _child_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    cache = tempfile.mkdtemp(prefix="tether-pyc-")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = cache
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "tether", "modules", "datasources", "engine"],
+                   cwd=HERE, env=env, check=True)
+    walls: dict[str, list[float]] = {" ".join(s): [] for s in STAGES}
+    nocmd: dict[str, list[float]] = {" ".join(s): [] for s in STAGES}
+    cpus: dict[str, list[float]] = {" ".join(s): [] for s in STAGES}
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory() as d:
+            root = fresh_root(Path(d) / "root")
+            for stage in STAGES:
+                key = " ".join(stage)
+                events = root / "var/log/tether-events.jsonl"
+                n_before = len(events.read_text().splitlines()) if events.exists() else 0
+                t0 = time.perf_counter()
+                c0 = _child_cpu()
+                subprocess.run([sys.executable, "-m", "tether", "--root", str(root), *stage], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+                wall = time.perf_counter() - t0
+                walls[key].append(wall)
+                cpus[key].append(_child_cpu() - c0)
+                lines = events.read_text().splitlines() if events.exists() else []
+                cmd = float(json.loads(lines[-1]).get("commands_seconds", 0.0)) if len(lines) > n_before else 0.0
+                nocmd[key].append(wall - cmd)
+    print(f"load average before/after: {os.getloadavg()[0]:.2f} (figures are noisy on a busy machine)")
+    print(f"{'stage':<28}{'wall ms':>10}{'no-cmd ms':>12}{'cpu ms':>10}")
+    total = 0.0
+    for key in walls:
+        w, n = statistics.median(walls[key]) * 1000, statistics.median(nocmd[key]) * 1000
+        c = statistics.median(cpus[key]) * 1000
+        total += n
+        print(f"tether {key:<21}{w:10.1f}{n:12.1f}{c:10.1f}")
+    local = statistics.median(walls["init --local"]) * 1000
+    print(f"\ninit --local whole process: {local:.1f} ms (budget 150 ms) -> {'OK' if local <= 150 else 'OVER'}")
+    print(f"four stages, commands excluded: {total:.1f} ms (budget 400 ms) -> {'OK' if total <= 400 else 'OVER'}")
+    with tempfile.TemporaryDirectory() as d:
+        root = fresh_root(Path(d) / "root")
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tether", "--root", str(root), "init",
+                               "--local"], env=env, capture_output=True, text=True, check=False)
+        mods = [line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
+        bad = sorted({m for m in mods if m.split(".")[0] in FORBIDDEN or m in FORBIDDEN})
+        print(f"init --local imports {len(mods)} modules; heavy ones present: {', '.join(bad) or 'none'}")
+    shutil.rmtree(cache, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,522 @@
+"""Amazon EC2 instance metadata service (IMDS), IMDSv2 first.
+
+Flow: ``PUT /latest/api/token`` (header ``X-aws-ec2-metadata-token-ttl-seconds``) on each of ``metadata_urls``
+until one answers or ``max_wait`` passes; then every GET carries ``X-aws-ec2-metadata-token``. A 401 during the
+crawl (token expired or revoked) gets one fresh token and one retry. IMDSv1 (no token) is used only when the
+service has no token endpoint *and* ``allow_imdsv1: true`` is set.
+
+Settings (``datasource: {Ec2: {...}}``): ``metadata_urls`` (default 169.254.169.254 and fd00:ec2::254),
+``max_wait`` (10 s, whole fetch), ``timeout`` (2 s per request), ``allow_imdsv1`` (false), ``api_version``
+(2021-03-23, falls back to ``latest``), ``token_ttl`` (21600), ``apply_full_imds_network_config`` (false: only
+the primary NIC is configured).
+
+The crawl never reads ``iam/security-credentials`` or ``identity-credentials``: those are live secrets that
+have no business in instance-data.json.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import time
+import urllib.parse
+from typing import Any
+
+from tether.datasource import Datasource, DsContext
+from tether.detect import evidence
+from tether.errors import DatasourceError
+from tether.http import MAX_BODY, HttpError
+from tether.instance import InstanceData
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_URLS = ("http://169.254.169.254", "http://[fd00:ec2::254]")
+TOKEN_PATH = "/latest/api/token"
+TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
+TOKEN_HEADER = "X-aws-ec2-metadata-token"
+DEFAULT_API = "2021-03-23"
+SECRET_DIRS = ("iam/security-credentials/", "identity-credentials/")
+MAX_CRAWL_ENTRIES = 2000
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+HOST_CONFIG_TAGS = ("host-configuration", "host_configuration")
+
+
+def setting_number(settings: dict[str, Any], key: str, default: float, ds: str) -> float:
+    v = settings.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        raise DatasourceError(f"datasource.{ds}.{key}: expected a non-negative number, got {v!r}")
+    return float(v)
+
+
+def setting_urls(settings: dict[str, Any], key: str, default: tuple[str, ...], ds: str) -> list[str]:
+    v = settings.get(key)
+    if v is None:
+        return list(default)
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not v or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
+                                                   for u in v):
+        raise DatasourceError(f"datasource.{ds}.{key}: expected a list of http:// or https:// URLs, got {v!r}")
+    return [u.rstrip("/") for u in v]
+
+
+def parse_host_config(text: str | bytes | None, source: str) -> dict[str, Any] | None:
+    """A host configuration carried as YAML text in the metadata; None when absent or empty."""
+    if text is None or not text.strip():
+        return None
+    from tether import yamlsafe
+    from tether.errors import ConfigError
+    try:
+        doc = yamlsafe.load(text, source)
+    except ConfigError as e:
+        raise DatasourceError(str(e))
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise DatasourceError(f"{source}: the host configuration must be a YAML mapping, got {type(doc).__name__}")
+    return doc
+
+
+def mac_names(ctx: DsContext) -> dict[str, str]:
+    """Current interface names by MAC (lower case), read from sysfs; empty when unavailable."""
+    base = ctx.host.sysroot / "sys/class/net"
+    out: dict[str, str] = {}
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return out
+    for name in names:
+        mac = (ctx.host.read(f"sys/class/net/{name}/address") or "").strip().lower()
+        if mac and mac != "00:00:00:00:00:00" and mac not in out:
+            out[mac] = name
+    return out
+
+
+class Session:
+    """One kept-alive HTTP/1.1 connection to a metadata endpoint.
+
+    The crawl makes ~80 tiny requests; a connection each (tether.http) costs several times more than the
+    answers themselves, so IMDS gets a persistent connection. Every read is bounded by the per-request timeout
+    and by the deadline; proxies are never used for link-local metadata.
+    """
+
+    def __init__(self, base: str) -> None:
+        parts = urllib.parse.urlsplit(base)
+        self.base = base
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if self.https else 80)     # explicit: IPv6 hosts contain colons
+        self.prefix = parts.path.rstrip("/")
+        self.conn: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def call(self, method: str, path: str, headers: dict[str, str], timeout: float, deadline: float,
+             max_body: int = MAX_BODY) -> tuple[int, bytes]:
+        url = f"{self.base}/{path.lstrip('/')}"
+        for attempt in (0, 1):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise HttpError(url, "no time left before the deadline")
+            t = max(0.01, min(timeout, left))
+            fresh = self.conn is None
+            try:
+                if self.conn is None:
+                    cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+                    self.conn = cls(self.host, self.port, timeout=t)
+                elif self.conn.sock is not None:
+                    self.conn.sock.settimeout(t)
+                self.conn.request(method, f"{self.prefix}/{path.lstrip('/')}", headers=headers)
+                resp = self.conn.getresponse()
+                body = _read_bounded(resp, url, deadline, max_body)
+                if resp.will_close:
+                    self.close()
+                return resp.status, body
+            except (http.client.HTTPException, OSError) as e:
+                self.close()
+                # A kept-alive connection the server has since closed: reconnect once.
+                if attempt == 0 and not fresh and isinstance(e, http.client.RemoteDisconnected | ConnectionError):
+                    continue
+                raise HttpError(url, f"unreachable ({e})")
+        raise HttpError(url, "unreachable")  # pragma: no cover
+
+
+def _read_bounded(resp: http.client.HTTPResponse, url: str, deadline: float, max_body: int) -> bytes:
+    chunks, size = [], 0
+    while True:
+        chunk = resp.read(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_body:
+            raise HttpError(url, f"response larger than {max_body} bytes")
+        if time.monotonic() > deadline:
+            raise HttpError(url, "response still arriving at the deadline")
+        chunks.append(chunk)
+
+
+class ImdsClient:
+    """Token-aware, deadline-bounded access to one IMDS endpoint."""
+
+    def __init__(self, settings: dict[str, Any], deadline: float) -> None:
+        self.urls = setting_urls(settings, "metadata_urls", DEFAULT_URLS, "Ec2")
+        self.timeout = setting_number(settings, "timeout", 2.0, "Ec2")
+        self.ttl = int(setting_number(settings, "token_ttl", 21600, "Ec2"))
+        self.allow_v1 = bool(settings.get("allow_imdsv1", False))
+        self.deadline = deadline
+        self.session: Session | None = None
+        self.token: str | None = None
+        self.requests = 0
+
+    @property
+    def base(self) -> str | None:
+        return self.session.base if self.session else None
+
+    # -- token ----------------------------------------------------------------------------------
+
+    def _put_token(self, session: Session) -> str | None:
+        """The token, or None when the service has no token endpoint (IMDSv1 only)."""
+        url = session.base + TOKEN_PATH
+        status, body = session.call("PUT", TOKEN_PATH, {TTL_HEADER: str(self.ttl)}, self.timeout, self.deadline)
+        if status == 403:
+            raise DatasourceError(f"{url}: the metadata service refused a token (HTTP 403); "
+                                  "is the instance metadata service disabled for this instance?")
+        if status in (400, 404, 405):
+            return None
+        if status != 200:
+            raise HttpError(url, f"HTTP {status}", status)
+        token = body.decode("ascii", "replace").strip()
+        if not token:
+            raise DatasourceError(f"{url}: the metadata service answered an empty token")
+        return token
+
+    def connect(self) -> None:
+        """Find the first endpoint that answers the token request, retrying until the deadline."""
+        last = ""
+        delay = 0.1
+        while True:
+            for base in self.urls:
+                if time.monotonic() >= self.deadline:
+                    break
+                session = Session(base)
+                try:
+                    token = self._put_token(session)
+                except HttpError as e:
+                    session.close()
+                    last = str(e)
+                    LOG.debug("IMDS %s", e)
+                    continue
+                if token is None and not self.allow_v1:
+                    session.close()
+                    raise DatasourceError(
+                        f"{base}{TOKEN_PATH}: the metadata service has no IMDSv2 token endpoint and IMDSv1 is "
+                        "not allowed (set datasource.Ec2.allow_imdsv1: true to use it)")
+                self.session, self.token = session, token
+                LOG.debug("IMDS at %s (%s)", base, "IMDSv2" if token else "IMDSv1")
+                return
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 1.0)
+        urls = ", ".join(u + TOKEN_PATH for u in self.urls)
+        raise DatasourceError(f"no EC2 metadata service answered at {urls} within the time allowed"
+                              + (f" (last error: {last})" if last else ""))
+
+    def close(self) -> None:
+        if self.session:
+            self.session.close()
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get(self, path: str, optional: bool = False) -> bytes | None:
+        """GET ``path`` below the base URL. ``optional``: a 404 is None. One token refresh on 401."""
+        assert self.session is not None
+        url = f"{self.session.base}/{path.lstrip('/')}"
+        for attempt in (0, 1):
+            headers = {TOKEN_HEADER: self.token} if self.token else {}
+            self.requests += 1
+            try:
+                status, body = self.session.call("GET", path, headers, self.timeout, self.deadline)
+                if status in RETRY_STATUSES and time.monotonic() + 0.1 < self.deadline:
+                    time.sleep(0.1)
+                    status, body = self.session.call("GET", path, headers, self.timeout, self.deadline)
+            except HttpError as e:
+                if time.monotonic() >= self.deadline:
+                    raise DatasourceError(f"{url}: no answer within the time allowed ({e})")
+                raise DatasourceError(str(e))
+            if status == 200:
+                return body
+            if status == 404 and optional:
+                return None
+            if status == 401 and attempt == 0:
+                LOG.debug("IMDS token rejected at %s; fetching a new one", url)
+                try:
+                    token = self._put_token(self.session)
+                except HttpError as e:
+                    raise DatasourceError(f"token refresh after HTTP 401 from {url} failed: {e}")
+                if token is None:
+                    raise DatasourceError(f"{self.session.base}{TOKEN_PATH}: token endpoint vanished mid-crawl")
+                self.token = token
+                continue
+            if status == 401:
+                raise DatasourceError(f"{url}: rejected a fresh metadata token (HTTP 401)")
+            raise DatasourceError(f"{url}: HTTP {status}")
+        raise DatasourceError(f"{url}: rejected the metadata token twice (HTTP 401)")  # pragma: no cover
+
+    def text(self, path: str, optional: bool = False) -> str | None:
+        b = self.get(path, optional)
+        return None if b is None else b.decode("utf-8", "replace")
+
+    def crawl(self, root: str) -> dict[str, Any]:
+        """The tree below ``root`` (a directory path ending in ``/``), breadth first."""
+        tree: dict[str, Any] = {}
+        # (parent node, key in parent, path, is_directory); the root node is filled in place
+        pending: list[tuple[dict[str, Any], str | None, str, bool]] = [(tree, None, root, True)]
+        seen = 0
+        while pending:
+            parent, key, path, is_dir = pending.pop(0)
+            seen += 1
+            if seen > MAX_CRAWL_ENTRIES:
+                raise DatasourceError(f"{self.base}/{root}: more than {MAX_CRAWL_ENTRIES} metadata entries")
+            # the root must exist; an entry that was listed and then vanished is skipped
+            body = self.text(path, optional=key is not None)
+            if body is None:
+                continue
+            if not is_dir:
+                assert key is not None
+                parent[key] = _leaf(body)
+                continue
+            node = parent if key is None else parent.setdefault(key, {})
+            pending.extend(_children(node, path, body))
+        return tree
+
+
+def _leaf(body: str) -> Any:
+    s = body.strip()
+    if s.startswith("{") and s.endswith("}"):
+        try:
+            return json.loads(s)
+        except ValueError:
+            pass
+    return body
+
+
+def _children(node: dict[str, Any], path: str, listing: str) -> list[tuple[dict[str, Any], str, str, bool]]:
+    out: list[tuple[dict[str, Any], str, str, bool]] = []
+    for line in listing.splitlines():
+        entry = line.strip()
+        if not entry or entry.startswith(".") or "/" in entry.rstrip("/") or ".." in entry:
+            continue
+        if path.endswith("public-keys/") and "=" in entry:
+            # "0=my-key": the key's material is under 0/, shown under its name as cloud-init does
+            idx, name = entry.split("=", 1)
+            node[name] = {}
+            out.append((node, name, f"{path}{idx}/", True))
+        elif entry.endswith("/"):
+            sub = path + entry
+            if sub.split("meta-data/", 1)[-1] in SECRET_DIRS:
+                continue
+            out.append((node, entry[:-1], sub, True))
+        else:
+            out.append((node, entry, path + entry, False))
+    return out
+
+
+def _lines(v: Any) -> list[str]:
+    if isinstance(v, list):
+        return [str(x).strip() for x in v if str(x).strip()]
+    if isinstance(v, str):
+        return [x.strip() for x in v.splitlines() if x.strip()]
+    return []
+
+
+def public_keys(md: dict[str, Any]) -> list[str]:
+    keys: list[str] = []
+    pk = md.get("public-keys")
+    if isinstance(pk, dict):
+        for entry in pk.values():
+            if isinstance(entry, dict):
+                keys.extend(_lines(entry.get("openssh-key")))
+            else:
+                keys.extend(_lines(entry))
+    return list(dict.fromkeys(keys))
+
+
+def _prefix(cidr: Any) -> str | None:
+    first = _lines(cidr)
+    if first and "/" in first[0]:
+        return first[0].split("/", 1)[1]
+    return None
+
+
+def network_config(md: dict[str, Any], full: bool, names: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """Netplan v2 from ``network/interfaces/macs``: DHCP on the primary NIC (all NICs when ``full``)."""
+    macs = (((md.get("network") or {}).get("interfaces") or {}).get("macs")) if isinstance(md, dict) else None
+    if not isinstance(macs, dict) or not macs:
+        return None
+    names = names or {}
+
+    def num(v: Any, default: int) -> int:
+        try:
+            return int(str(v).strip())
+        except (TypeError, ValueError):
+            return default
+
+    nics = []
+    for mac, info in macs.items():
+        info = info if isinstance(info, dict) else {}
+        nics.append((num(info.get("network-card", info.get("network-card-index")), 0),
+                     num(info.get("device-number"), 99), mac.lower(), info))
+    nics.sort()
+    primary = str(md.get("mac") or "").strip().lower() or nics[0][2]
+    if primary not in {n[2] for n in nics}:
+        primary = nics[0][2]
+    ethernets: dict[str, Any] = {}
+    for card, dev, mac, info in nics:
+        if not full and mac != primary:
+            continue
+        idx = dev if card == 0 else 100 * card + dev
+        name = names.get(mac, f"eth{idx}")
+        cfg: dict[str, Any] = {"match": {"macaddress": mac}, "dhcp4": True}
+        ipv6s = _lines(info.get("ipv6s"))
+        if ipv6s:
+            cfg["dhcp6"] = True
+        if full and len(nics) > 1:
+            # A lower metric for the primary NIC keeps the default route there.
+            metric = 100 * (idx + 1)
+            cfg["dhcp4-overrides"] = {"route-metric": metric}
+            if ipv6s:
+                cfg["dhcp6-overrides"] = {"route-metric": metric}
+        addrs = []
+        p4 = _prefix(info.get("subnet-ipv4-cidr-block"))
+        for ip in _lines(info.get("local-ipv4s"))[1:]:
+            if p4:
+                addrs.append(f"{ip}/{p4}")
+        p6 = _prefix(info.get("subnet-ipv6-cidr-blocks"))
+        for ip in ipv6s[1:]:
+            if p6:
+                addrs.append(f"{ip}/{p6}")
+        if addrs:
+            cfg["addresses"] = addrs
+        ethernets[name] = cfg
+    return {"version": 2, "ethernets": ethernets}
+
+
+class Ec2Datasource(Datasource):
+    NAME = "Ec2"
+    NEEDS_NETWORK = True
+    ALIASES = ("ec2", "aws")
+
+    def __init__(self, ctx: DsContext) -> None:
+        super().__init__(ctx)
+        self.client: ImdsClient | None = None
+        self.api = DEFAULT_API
+
+    def detect(self) -> bool:
+        return evidence(self.NAME, self.ctx.host, self.ctx.target) is not None
+
+    def _connect(self) -> ImdsClient:
+        max_wait = setting_number(self.ctx.settings, "max_wait", 10.0, self.NAME)
+        deadline = time.monotonic() + self.ctx.time_left(max_wait)
+        if self.client is None:
+            self.client = ImdsClient(self.ctx.settings, deadline)
+            self.api = str(self.ctx.settings.get("api_version") or DEFAULT_API)
+            self.client.connect()
+        else:
+            self.client.deadline = deadline
+        return self.client
+
+    def fetch(self) -> InstanceData:
+        c = self._connect()
+        t0 = time.monotonic()
+        listing = c.text(f"{self.api}/meta-data/", optional=True)
+        if listing is None and self.api != "latest":
+            LOG.debug("IMDS has no API version %s; using latest", self.api)
+            self.api = "latest"
+        md = c.crawl(f"{self.api}/meta-data/")
+        iid = str(md.get("instance-id") or "").strip()
+        if not iid:
+            raise DatasourceError(f"{c.base}/{self.api}/meta-data/instance-id: missing or empty")
+        userdata = c.get(f"{self.api}/user-data", optional=True)
+        ident: dict[str, Any] = {}
+        warnings: list[str] = []
+        doc = c.text(f"{self.api}/dynamic/instance-identity/document", optional=True)
+        if doc is not None:
+            try:
+                parsed = json.loads(doc)
+                if not isinstance(parsed, dict):
+                    raise ValueError("not a JSON object")
+                ident = parsed
+            except ValueError as e:
+                msg = f"{c.base}/{self.api}/dynamic/instance-identity/document: invalid JSON ({e}); region unknown"
+                LOG.warning("%s", msg)
+                warnings.append(msg)
+        LOG.debug("IMDS crawl: %d requests in %.1f ms", c.requests, (time.monotonic() - t0) * 1000)
+        c.close()
+
+        placement = md.get("placement") if isinstance(md.get("placement"), dict) else {}
+        az = str(placement.get("availability-zone") or ident.get("availabilityZone") or "").strip() or None
+        region = str(ident.get("region") or placement.get("region") or "").strip() or None
+        if region is None and az and az[-1].isalpha():
+            region = az[:-1]
+        full = bool(self.ctx.settings.get("apply_full_imds_network_config", False))
+        hostname = str(md.get("local-hostname") or md.get("hostname") or "").strip() or None
+        inst = InstanceData(
+            datasource=self.NAME,
+            instance_id=iid,
+            subplatform=f"metadata ({c.base})",
+            platform="ec2",
+            cloud_name="aws",
+            metadata=md,
+            userdata=userdata,
+            network_config=network_config(md, full, mac_names(self.ctx)),
+            local_hostname=hostname.split()[0] if hostname else None,
+            public_ssh_keys=public_keys(md),
+            region=region,
+            availability_zone=az,
+            ds={"dynamic": {"instance-identity": {"document": ident}}, "imds": "v2" if c.token else "v1",
+                **({"warnings": warnings} if warnings else {})},
+        )
+        tags = ((md.get("tags") or {}).get("instance") or {}) if isinstance(md.get("tags"), dict) else {}
+        try:
+            inst.host_configuration = self._host_config_from(tags)
+        except DatasourceError as e:
+            LOG.warning("host configuration ignored: %s", e)
+            warnings.append(str(e))
+            inst.ds["warnings"] = warnings
+        return inst
+
+    def _host_config_from(self, tags: Any) -> dict[str, Any] | None:
+        if not isinstance(tags, dict):
+            return None
+        for name in HOST_CONFIG_TAGS:
+            if isinstance(tags.get(name), str):
+                return parse_host_config(tags[name], f"EC2 instance tag {name}")
+        return None
+
+    def desired_host_config(self) -> Any:
+        """The instance tag ``host-configuration`` (or ``host_configuration``) as YAML, read fresh.
+
+        Needs "instance metadata tags" enabled on the instance. EC2 tag values are at most 256 characters.
+        """
+        c = self._connect()
+        for name in HOST_CONFIG_TAGS:
+            text = c.text(f"{self.api}/meta-data/tags/instance/{name}", optional=True)
+            if text is not None:
+                c.close()
+                return parse_host_config(text, f"EC2 instance tag {name}")
+        c.close()
+        return None
+
+    def describe(self) -> str:
+        base = self.client.base if self.client else None
+        return f"DataSourceEc2 [metadata={base}]" if base else "DataSourceEc2"
+
+
+DATASOURCE = Ec2Datasource
