@@ -10,9 +10,20 @@ from types import ModuleType
 
 REGISTERED: tuple[str, ...] = (
     "bootcmd",
+    "disk_setup",
     "final_message",
+    "growpart",
+    "keys_to_console",
+    "resizefs",
     "runcmd",
     "scripts_user",
+    "set_hostname",
+    "set_passwords",
+    "ssh",
+    "ssh_authkey_fingerprints",
+    "update_etc_hosts",
+    "update_hostname",
+    "users_groups",
     "write_files",
 )
 

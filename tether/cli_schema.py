@@ -92,6 +92,7 @@ def _line_for(path: str, lines: dict[str, int]) -> int:
 
 def annotate(text: str, errors: list[ConfigError]) -> str:
     lines = line_map(text)
+    errors = sorted(errors, key=lambda e: _line_for(e.path, lines))
     by_line: dict[int, list[str]] = {}
     for i, e in enumerate(errors, 1):
         by_line.setdefault(_line_for(e.path, lines), []).append(f"E{i}")

@@ -66,8 +66,13 @@ def _tname(tp: Any) -> str:
         return " or ".join(_tname(a) for a in get_args(tp))
     if origin in (list, tuple):
         args = [a for a in get_args(tp) if a is not Ellipsis]
-        inner = _tname(args[0]) if args else "anything"
-        return f"a list of {_plural(inner)}"
+        if not args:
+            return "a list"
+        inner = args[0]
+        if get_origin(inner) in (Union, types.UnionType):
+            names = [_plural(_tname(a)) for a in get_args(inner)]
+            return "a list of " + (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
+        return f"a list of {_plural(_tname(inner))}"
     if origin in (dict, Mapping) or tp is dict:
         return "a mapping"
     if dataclasses.is_dataclass(tp):
@@ -76,9 +81,13 @@ def _tname(tp: Any) -> str:
 
 
 def _plural(s: str) -> str:
+    if s == "null":
+        return "nulls"
     for art in ("a ", "an "):
         if s.startswith(art):
             s = s[len(art):]
+            if s.startswith("list of "):
+                return "lists of " + s[len("list of "):]
             return s if s.endswith("s") else s + "s"
     return s
 
@@ -296,7 +305,7 @@ def json_schema(tp: Any, defs: dict[str, Any] | None = None) -> dict[str, Any]:
         args = get_args(tp)
         out = {"type": "object", "additionalProperties": json_schema(args[1], defs) if len(args) == 2 else {}}
     elif dataclasses.is_dataclass(tp):
-        name = tp.__qualname__.replace(".", "_")
+        name = f"{tp.__module__.rsplit('.', 1)[-1]}.{tp.__qualname__}".replace(".", "_")
         if name not in defs:
             defs[name] = {}
             props: dict[str, Any] = {}

@@ -35,8 +35,9 @@ def process_userdata(env: Env, inst: InstanceData, status: StageStatus) -> dict[
     store = InstanceStore(env.target, env.paths)
     vendor_enabled = bool((env.system_config.get("vendor_data") or {}).get("enabled", True))
     doc = instmod.instance_data_doc(inst, None)
+    env.target.makedirs(f"{idir}/urlcache", mode=0o700)
     processed = process(inst.userdata, inst.vendordata, instance_data=doc, fetch=_fetch,
-                        vendor_enabled=vendor_enabled)
+                        vendor_enabled=vendor_enabled, include_once_cache=env.target.path(f"{idir}/urlcache"))
     for w in processed.warnings:
         LOG.warning("user-data: %s", w)
         status.recoverable_error(f"user-data: {w}")

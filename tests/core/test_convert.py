@@ -64,7 +64,8 @@ def test_camel_case_keys_and_schema() -> None:
     with pytest.raises(ConfigErrors, match="volume_pairs: unknown key"):
         convert(Camel, {"volume_pairs": []})
     schema = json_schema(Camel)
-    props = schema["$defs"]["Camel"]["properties"]
+    (name,) = schema["$defs"]
+    props = schema["$defs"][name]["properties"]
     assert set(props) == {"volumePairs", "deviceId"}
     assert props["deviceId"]["description"] == "the device"
-    assert schema["$defs"]["Camel"]["additionalProperties"] is False
+    assert schema["$defs"][name]["additionalProperties"] is False

@@ -1,0 +1,167 @@
+"""The four stages end to end against a temporary root, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_root
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "tether" / "examples" / "nocloud"
+SEED = "var/lib/cloud/seed/nocloud"
+
+
+def tether(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "tether", "--root", str(root), *args],
+                          capture_output=True, text=True, timeout=120)
+    if check and proc.returncode not in (0, 2):
+        raise AssertionError(f"tether {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def seed_root(tmp_path: Path, user_data: str | None = None, meta: str | None = None) -> Path:
+    root = make_root(tmp_path / "root")
+    seed = root / SEED
+    seed.mkdir(parents=True)
+    shutil.copy(EXAMPLE / "network-config", seed / "network-config")
+    (seed / "meta-data").write_text(meta if meta is not None else (EXAMPLE / "meta-data").read_text())
+    (seed / "user-data").write_text(user_data if user_data is not None else (EXAMPLE / "user-data").read_text())
+    return root
+
+
+def boot(root: Path) -> list[subprocess.CompletedProcess[str]]:
+    return [tether(root, "init", "--local"), tether(root, "init"), tether(root, "modules", "--mode", "config"),
+            tether(root, "modules", "--mode", "final")]
+
+
+def status(root: Path) -> tuple[int, dict]:
+    proc = tether(root, "status", "--format", "json", check=False)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_simple_user_data_runs_all_stages(tmp_path: Path) -> None:
+    ud = "#cloud-config\nwrite_files:\n  - path: /etc/hello\n    content: hi\n    permissions: '0600'\n" \
+         "runcmd:\n  - echo one\n  - [touch, /tmp/two]\n"
+    root = seed_root(tmp_path, ud)
+    boot(root)
+    assert (root / "etc/hello").read_text() == "hi"
+    assert stat.S_IMODE((root / "etc/hello").stat().st_mode) == 0o600
+    runcmd = root / "var/lib/tether/instances/iid-tether-demo-0001/scripts/runcmd"
+    assert runcmd.read_text() == "#!/bin/sh\necho one\ntouch /tmp/two\n"
+    rc, st = status(root)
+    assert rc == 0, st
+    assert st["status"] == "done"
+    assert st["datasource"] == "nocloud"
+    for stage in ("init-local", "init", "modules-config", "modules-final"):
+        blk = st[stage]
+        assert blk["errors"] == [] and blk["start"] is not None and blk["finished"] >= blk["start"]
+    result = json.loads((root / "run/tether/result.json").read_text())
+    assert result["v1"]["errors"] == []
+    assert result["v1"]["datasource"].startswith("DataSourceNoCloud")
+    assert (root / "var/lib/tether/instance/boot-finished").exists()
+    assert (root / "var/lib/tether/instance").is_symlink()
+
+
+def test_instance_data_files_and_permissions(tmp_path: Path) -> None:
+    ud = "#cloud-config\nchpasswd:\n  users:\n    - {name: root, password: S3cretPassw0rd, type: text}\n"
+    root = seed_root(tmp_path, ud)
+    tether(root, "init", "--local")
+    tether(root, "init")
+    public = root / "run/tether/instance-data.json"
+    sensitive = root / "run/tether/instance-data-sensitive.json"
+    assert stat.S_IMODE(public.stat().st_mode) == 0o644
+    assert stat.S_IMODE(sensitive.stat().st_mode) == 0o600
+    pub = json.loads(public.read_text())
+    assert pub["v1"]["instance_id"] == pub["v1"]["instance-id"] == "iid-tether-demo-0001"
+    assert pub["v1"]["local_hostname"] == "tether-demo"
+    assert pub["userdata"] == "redacted for non-root user"
+    assert pub["merged_cfg"] == "redacted for non-root user"
+    assert "S3cretPassw0rd" not in public.read_text()
+    assert "S3cretPassw0rd" in sensitive.read_text()
+    for world_readable in ("run/tether/status.json", "run/tether/instance-data.json"):
+        assert "S3cretPassw0rd" not in (root / world_readable).read_text()
+    ud_copy = root / "var/lib/tether/instances/iid-tether-demo-0001/user-data.txt"
+    assert stat.S_IMODE(ud_copy.stat().st_mode) == 0o600
+    log = root / "var/log/tether.log"
+    assert stat.S_IMODE(log.stat().st_mode) == 0o640
+    assert "S3cretPassw0rd" not in log.read_text()
+    q = tether(root, "query", "v1.instance_id")
+    assert q.stdout.strip() == "iid-tether-demo-0001"
+    q = tether(root, "query", "local-hostname")
+    assert q.stdout.strip() == "tether-demo"
+
+
+def test_frequencies_across_boots_and_new_instance(tmp_path: Path) -> None:
+    ud = "#cloud-config\nwrite_files:\n  - path: /etc/once\n    content: a\n    append: true\n" \
+         "bootcmd:\n  - echo hi\n"
+    root = seed_root(tmp_path, ud)
+    (root / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    boot(root)
+    assert (root / "etc/once").read_text() == "a"
+    # second boot, same instance: per-instance write_files does not run again
+    shutil.rmtree(root / "run")
+    boot(root)
+    assert (root / "etc/once").read_text() == "a"
+    events = [json.loads(x) for x in (root / "var/log/tether-events.jsonl").read_text().splitlines()]
+    second_init = [e for e in events if e["stage"] == "init"][-1]
+    results = {m["name"]: m["result"] for m in second_init["modules"]}
+    assert results["write_files"] == "already-ran"
+    assert results["bootcmd"] == "ran"
+    assert (root / "etc/machine-id").read_text().startswith("0123")
+    # a new instance-id on the same disk: per-instance modules run again, machine-id is reset
+    (root / SEED / "meta-data").write_text("instance-id: iid-second\n")
+    shutil.rmtree(root / "run")
+    boot(root)
+    assert (root / "etc/once").read_text() == "aa"
+    assert (root / "etc/machine-id").read_text() == ""
+    assert (root / "var/lib/tether/data/previous-instance-id").read_text().strip() == "iid-tether-demo-0001"
+    assert Path(root / "var/lib/tether/instance").resolve().name == "iid-second"
+
+
+def test_bad_module_section_is_degraded_not_fatal(tmp_path: Path) -> None:
+    ud = "#cloud-config\nwrite_files:\n  - path: relative/path\n    content: x\nruncmd:\n  - [touch, /x]\n"
+    root = seed_root(tmp_path, ud)
+    boot(root)
+    rc, st = status(root)
+    assert rc == 2, st
+    assert st["status"] == "done"
+    msgs = st["recoverable_errors"]["WARNING"]
+    assert any("module write_files: invalid configuration" in m and "write_files[0]" in m and
+               "must be absolute" in m for m in msgs), msgs
+    assert (root / "var/lib/tether/instances/iid-tether-demo-0001/scripts/runcmd").exists()
+
+
+@pytest.mark.parametrize("ud", ["#cloud-config\nusers: [\n", "\x00\x01\x02garbage\xff" * 10])
+def test_malformed_user_data_ends_cleanly(tmp_path: Path, ud: str) -> None:
+    root = seed_root(tmp_path, ud)
+    procs = boot(root)
+    assert all("Traceback" not in p.stderr for p in procs)
+    rc, st = status(root)
+    assert st["status"] == "done"
+    assert rc == 2
+    assert any("user-data" in m for msgs in st["recoverable_errors"].values() for m in msgs)
+
+
+def test_no_datasource_boots_cleanly(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "root")
+    boot(root)
+    rc, st = status(root)
+    assert st["status"] == "done"
+    assert st["datasource"] == "none"
+    assert any("no datasource found" in m for m in st["recoverable_errors"]["WARNING"])
+
+
+def test_disabled_by_marker(tmp_path: Path) -> None:
+    root = seed_root(tmp_path)
+    (root / "etc/tether").mkdir(parents=True)
+    (root / "etc/tether/disabled").write_text("")
+    boot(root)
+    rc, st = status(root)
+    assert st["status"] == "disabled" and rc == 0
+    assert not (root / "var/lib/tether/instance").exists()
