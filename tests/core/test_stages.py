@@ -165,3 +165,23 @@ def test_disabled_by_marker(tmp_path: Path) -> None:
     rc, st = status(root)
     assert st["status"] == "disabled" and rc == 0
     assert not (root / "var/lib/tether/instance").exists()
+
+
+@pytest.mark.skipif(shutil.which("useradd") is None, reason="needs useradd")
+def test_write_files_owned_by_user_from_same_user_data(tmp_path: Path) -> None:
+    """cloud-init #2573: the owner is created by users_groups, which runs after write_files."""
+    import os
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    ud = ("#cloud-config\nusers:\n  - name: carol\n    groups: [users]\n"
+          "write_files:\n  - path: /home/carol/hello\n    owner: carol:users\n    permissions: '0600'\n"
+          "    content: hi\n  - path: /etc/plain\n    content: x\n")
+    root = seed_root(tmp_path, ud)
+    boot(root)
+    uid = next(int(line.split(":")[2]) for line in (root / "etc/passwd").read_text().splitlines()
+               if line.startswith("carol:"))
+    st = (root / "home/carol/hello").stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, 100, 0o600)
+    assert (root / "etc/plain").stat().st_uid == 0
+    rc, summary = status(root)
+    assert rc == 0, summary
