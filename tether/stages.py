@@ -164,12 +164,14 @@ def run_local(env: Env) -> int:
     try:
         env.target.remove(f"{env.paths.run}/.instance-id")
         found = find_datasource(env, network=False, status=status)
+        inst = None
         if found is None:
             LOG.info("no local datasource; the network stage will look for one")
         else:
             ds, inst = found
             _record_found(env, ds, inst, status)
-            _apply_network(env, inst, status)
+        # always, so a host with no local datasource still gets fallback DHCP to reach a metadata service
+        _apply_network(env, inst, status)
     except Exception as e:
         _crashed(status, e)
     finally:
@@ -210,8 +212,10 @@ def run_network(env: Env) -> int:
             ds, inst = found
             ds_name = inst.datasource
             _record_found(env, ds, inst, status)
-            if inst.network_config and not env.target.exists(f"{env.paths.run}/network-applied"):
+            if inst.network_config and _applied_fallback(env):
                 _apply_network(env, inst, status)
+                if env.live:  # networkd is already up with the fallback: make it read the new files
+                    env.runner.run(["networkctl", "reload"], check=False, timeout=30)
         status.datasource = ds_name
         merged = process_userdata(env, inst, status)
         write_instance_data(env, inst, merged)
@@ -221,6 +225,15 @@ def run_network(env: Env) -> int:
     finally:
         status.finish()
     return 1 if status.errors else 0
+
+
+def _applied_fallback(env: Env) -> bool:
+    """True when the local stage rendered no config or only the fallback (no datasource had spoken yet)."""
+    try:
+        source = str(json.loads(env.target.read_text(f"{env.paths.run}/network-applied")).get("source", ""))
+    except (OSError, ValueError, AttributeError):
+        return True
+    return source.startswith("fallback") or source == ""
 
 
 def _any_ds_expected(env: Env) -> bool:

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from tether.modules import package_update_upgrade_install as mod
+
+from tests.conftest import needs_root
+from tests.modules.sysmod_support import apply_twice, config_errors, config_warnings, fake_system, parse
+
+EXAMPLE1 = {"package_reboot_if_required": True, "package_update": True, "package_upgrade": True,
+            "packages": ["pwgen", "pastebinit", ["libpython3.8", "3.8.10-0ubuntu1~20.04.2"],
+                         {"snap": ["certbot", ["juju", "--edge"]]}, {"apt": ["mg"]}]}
+APT = "apt-get --option=Dpkg::Options::=--force-confold --option=Dpkg::options::=--force-unsafe-io --assume-yes --quiet"
+
+
+def test_good_and_bad_configs():
+    cfg = parse(mod, EXAMPLE1)
+    assert [p.apt_spec for i in cfg.packages for p in i.apt] == [
+        "pwgen", "pastebinit", "libpython3.8=3.8.10-0ubuntu1~20.04.2", "mg"]
+    assert [p.name for i in cfg.packages for p in i.snap] == ["certbot", "juju"]
+    assert config_errors(mod.Config, {"packages": [["only-name"]]}) == [
+        "packages[0]: a [name, version] package needs exactly two strings"]
+    assert config_errors(mod.Config, {"packages": [{"yum": ["x"]}]}) == [
+        "packages[0]: unknown package manager 'yum' (apt or snap)"]
+    assert config_errors(mod.Config, {"package_update": "yes"}) == [
+        "package_update: expected a boolean, got a string ('yes')"]
+    assert config_errors(mod.Config, {"packages": ["-oops"]}) == ["packages[0].apt[0]: '-oops' is not a package name"]
+    assert config_warnings(mod.Config, {"apt_upgrade": True}) == ["apt_upgrade: deprecated, use package_upgrade"]
+
+
+@needs_root()
+def test_update_upgrade_install_in_the_target(make_ctx, root, fake_runner):
+    fake_system(root)
+    fake_runner.expect("chroot * apt-get *")
+    ctx = make_ctx()
+    apply_twice(mod, ctx, EXAMPLE1, root)
+    cmds = fake_runner.commands()[:3]
+    assert cmds == [f"chroot {root} {APT} update", f"chroot {root} {APT} dist-upgrade",
+                    f"chroot {root} {APT} install pwgen pastebinit libpython3.8=3.8.10-0ubuntu1~20.04.2 mg"]
+    assert any("snap packages are not supported by tether" in w and "certbot, juju" in w for w in ctx.warnings)
+
+
+@needs_root()
+def test_deprecated_apt_update_only_updates(make_ctx, root, fake_runner):
+    fake_system(root)
+    fake_runner.expect("chroot * apt-get *")
+    mod.handle(make_ctx(), parse(mod, {"apt_update": True}))
+    assert fake_runner.commands() == [f"chroot {root} {APT} update"]
+
+
+def test_no_runnable_system_is_reported(make_ctx, root, fake_runner):
+    ctx = make_ctx()
+    assert apply_twice(mod, ctx, {"packages": ["htop"]}, root) == {}
+    assert any("holds no runnable system" in w and "htop" in w for w in ctx.warnings)
+    assert fake_runner.calls == []
+
+
+def test_other_families_are_not_supported(make_ctx, root, fake_runner):
+    (root / "etc/os-release").write_text("ID=fedora\n")
+    ctx = make_ctx()
+    mod.handle(ctx, parse(mod, {"packages": ["htop"]}))
+    assert ctx.warnings == ["package_update_upgrade_install: not supported on rhel (tether drives apt on "
+                            "Debian-family systems only)"]
+
+
+@needs_root()
+def test_live_reboot_when_required(make_ctx, root, fake_runner):
+    fake_system(root)
+    (root / "var/run").mkdir(parents=True)
+    (root / "var/run/reboot-required").write_text("*** System restart required ***\n")
+    fake_runner.expect("chroot * apt-get *").expect("shutdown -r +1 *")
+    mod.handle(make_ctx(live=True), parse(mod, {"package_upgrade": True, "package_reboot_if_required": True}))
+    assert fake_runner.commands("shutdown") == ["shutdown -r +1 tether: rebooting after package upgrade"]
