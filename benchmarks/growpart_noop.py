@@ -14,11 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tether.modules import growpart
-
 from tether.convert import convert
 from tether.instance import InstanceData
 from tether.module import ModuleContext
+from tether.modules import growpart
 from tether.runner import Runner
 from tether.target import Target
 

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from tether.datasources.seedfiles import FILES, Seed, read_dir, read_url
-
 from tether.datasource import Datasource
+from tether.datasources.seedfiles import FILES, Seed, read_dir, read_url
 from tether.errors import DatasourceError
 from tether.instance import InstanceData
 

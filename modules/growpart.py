@@ -18,13 +18,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tether.modules import resizefs
-
 from tether import blockdev, partgrow
 from tether.blockdev import BlockDev, Mount
 from tether.convert import meta
 from tether.errors import CommandError
 from tether.module import ModuleContext
+from tether.modules import resizefs
 
 NAME = "growpart"
 STAGE = "init"

@@ -35,7 +35,7 @@ class Source:
 @dataclass(frozen=True)
 class Entry:
     path: str
-    content: str = ""
+    content: str | bytes = ""  # bytes when the YAML says !!binary
     source: Source | None = None
     owner: str = DEFAULT_OWNER
     permissions: str | int | None = None
@@ -75,7 +75,7 @@ def parse_mode(perms: str | int | None) -> int:
 
 def decode(entry: Entry) -> bytes:
     enc = entry.encoding.lower()
-    data: bytes = entry.content.encode()
+    data: bytes = entry.content.encode() if isinstance(entry.content, str) else entry.content
     try:
         if "b64" in enc or "base64" in enc:
             data = base64.b64decode(data, validate=False)

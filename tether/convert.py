@@ -54,6 +54,8 @@ def _tname(tp: Any) -> str:
         return "null"
     if tp is str:
         return "a string"
+    if tp is bytes:
+        return "binary data"
     if tp is bool:
         return "a boolean"
     if tp is int:
@@ -154,6 +156,11 @@ class Converter:
             if isinstance(value, str):
                 return value
             self.err(path, f"expected a string, got {_describe(value)}")
+            return None
+        if tp is bytes:
+            if isinstance(value, bytes):
+                return value
+            self.err(path, f"expected binary data, got {_describe(value)}")
             return None
         if origin in (list, tuple):
             args = [a for a in get_args(tp) if a is not Ellipsis]
@@ -257,6 +264,8 @@ def _shape_matches(tp: Any, value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if tp is str:
         return isinstance(value, str)
+    if tp is bytes:
+        return isinstance(value, bytes)
     if tp is _NoneType:
         return value is None
     if origin in (Union, types.UnionType):
@@ -294,6 +303,8 @@ def json_schema(tp: Any, defs: dict[str, Any] | None = None) -> dict[str, Any]:
         out = {"type": "number"}
     elif tp is str:
         out = {"type": "string"}
+    elif tp is bytes:
+        out = {"type": "string", "contentEncoding": "base64"}
     elif origin is Literal:
         out = {"enum": list(get_args(tp))}
     elif origin in (Union, types.UnionType):

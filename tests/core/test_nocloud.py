@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tether.datasources.nocloud import NoCloud, NoCloudNet, parse_ds_arg
 
 from tether.datasource import DsContext
+from tether.datasources.nocloud import NoCloud, NoCloudNet, parse_ds_arg
 from tether.errors import DatasourceError
 from tether.host import Host
 from tether.runner import Runner

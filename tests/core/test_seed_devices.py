@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tether.datasources.nocloud import NoCloud
 
 from tests.conftest import needs_root, needs_tool
 from tether.datasource import DsContext
+from tether.datasources.nocloud import NoCloud
 from tether.host import Host
 from tether.runner import Runner
 from tether.target import Target

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tether.modules import disk_setup
 
 from tests.conftest import compat_dir
 from tests.disks.conftest import Disks, blkid, ctx_for, require, sh
 from tests.fakes import FakeRunner
 from tether import blockdev, yamlsafe
 from tether.convert import convert
+from tether.modules import disk_setup
 
 GUID_SWAP = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
 GUID_LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-from tether.modules import growpart, resizefs
 
 from tests.conftest import compat_dir
 from tests.disks.conftest import (
@@ -23,6 +22,7 @@ from tests.disks.conftest import (
 )
 from tether import blockdev, partgrow, yamlsafe
 from tether.convert import convert
+from tether.modules import growpart, resizefs
 from tether.runner import Runner
 
 GPT_ONE = f"label: gpt\nsize={PART_MIB}MiB, type=linux\n"

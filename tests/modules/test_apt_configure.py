@@ -4,11 +4,11 @@ import http.server
 import threading
 
 import pytest
-from tether.modules import apt_configure as mod
 
 from tests.conftest import needs_root
 from tests.modules.sysmod_support import apply_twice, config_errors, fake_system, parse
 from tether.module import ModuleError
+from tether.modules import apt_configure as mod
 
 KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmI0Efake\n=Y2oI\n-----END PGP PUBLIC KEY BLOCK-----\n"
 MIRROR = "http://mirror.example/debian"

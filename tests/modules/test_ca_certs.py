@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from tether.modules import ca_certs as mod
-
 from tests.conftest import needs_root
 from tests.modules.sysmod_support import apply_twice, config_errors, config_warnings, fake_system, parse
+from tether.modules import ca_certs as mod
 
 CERT = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 CONF = "# comment\nmozilla/ACCVRAIZ1.crt\nmozilla/Actalis.crt\n!mozilla/Old.crt\n"

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from tether.modules import disable_ec2_metadata as mod
-
 from tests.modules.sysmod_support import apply_twice, config_errors, parse
+from tether.modules import disable_ec2_metadata as mod
 
 
 def test_good_and_bad_configs():

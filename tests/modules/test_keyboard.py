@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from tether.modules import keyboard as mod
-
 from tests.modules.sysmod_support import apply_twice, config_errors, config_warnings, parse
+from tether.modules import keyboard as mod
 
 
 def test_good_and_bad_configs():

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tether.modules import keys_to_console as ktc
 
 from tests.conftest import needs_tool
 from tests.modules.treesnap import diff, snapshot
 from tether.convert import convert
 from tether.errors import ConfigErrors
+from tether.modules import keys_to_console as ktc
 
 ED = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm0dZ6oTzqcH8WjAWn7uN2x0t0mDxPpB1n6Ew0Y0B2H root@img"
 

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from tether.modules import locale as mod
-
 from tests.conftest import needs_root
 from tests.modules.sysmod_support import apply_twice, config_errors, fake_system, parse
+from tether.modules import locale as mod
 
 LOCALE_GEN = "# en_US ISO-8859-1\n# en_US.UTF-8 UTF-8\n# fr_CA.UTF-8 UTF-8\n# ar_AE ISO-8859-6\n"
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from tether.modules import mounts as mod
 
 from tests.conftest import needs_root, needs_tool
 from tests.modules.sysmod_support import apply_twice, config_errors, parse
+from tether.modules import mounts as mod
 from tether.runner import Runner
 
 GIB = 1 << 30

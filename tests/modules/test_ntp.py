@@ -4,11 +4,11 @@ import os
 import shutil
 
 import pytest
-from tether.modules import ntp as mod
 
 from tests.conftest import needs_root, needs_tool
 from tests.modules.sysmod_support import apply_twice, config_errors, parse
 from tether.module import ModuleError
+from tether.modules import ntp as mod
 from tether.runner import Runner
 
 EXAMPLE2 = {

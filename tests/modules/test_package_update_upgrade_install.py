@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from tether.modules import package_update_upgrade_install as mod
-
 from tests.conftest import needs_root
 from tests.modules.sysmod_support import apply_twice, config_errors, config_warnings, fake_system, parse
+from tether.modules import package_update_upgrade_install as mod
 
 EXAMPLE1 = {"package_reboot_if_required": True, "package_update": True, "package_upgrade": True,
             "packages": ["pwgen", "pastebinit", ["libpython3.8", "3.8.10-0ubuntu1~20.04.2"],

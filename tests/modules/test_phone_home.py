@@ -5,9 +5,9 @@ import threading
 import urllib.parse
 
 import pytest
-from tether.modules import phone_home as mod
 
 from tests.modules.sysmod_support import config_errors, parse
+from tether.modules import phone_home as mod
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -6,11 +6,11 @@ import sys
 import time
 
 import pytest
-from tether.modules import power_state_change as mod
 
 from tests.conftest import needs_tool
 from tests.fakes import FakeRunner
 from tests.modules.sysmod_support import config_errors, parse
+from tether.modules import power_state_change as mod
 
 
 def test_good_and_bad_configs():

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from tether.modules import rsyslog as mod
-
 from tests.modules.sysmod_support import apply_twice, config_errors, parse
+from tether.modules import rsyslog as mod
 
 EXAMPLE2 = {"rsyslog": {
     "config_dir": "/opt/etc/rsyslog.d", "config_filename": "99-late-cloud-config.conf",

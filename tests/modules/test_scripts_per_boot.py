@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import pytest
-from tether.modules import scripts_per_boot as mod
 
 from tests.conftest import needs_root, needs_tool
 from tests.modules.sysmod_support import apply_twice, fake_system, parse, real_chroot_root
 from tether.module import ModuleError
+from tether.modules import scripts_per_boot as mod
 from tether.runner import Runner
 
 DIR = "var/lib/tether/scripts/per-boot"

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from tether.modules import scripts_per_once as mod
-
 from tests.conftest import needs_root
 from tests.modules.sysmod_support import fake_system, parse
+from tether.modules import scripts_per_once as mod
 
 DIR = "var/lib/tether/scripts/per-once"
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 import base64
 
 import pytest
-from tether.modules import seed_random as mod
 
 from tests.modules.sysmod_support import apply_twice, config_errors, parse
 from tether.module import ModuleError
+from tether.modules import seed_random as mod
 
 
 def test_good_and_bad_configs():

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tether.modules import set_hostname as sh
 
 from tests.modules.treesnap import diff, snapshot
 from tether.convert import convert
 from tether.errors import ConfigErrors
+from tether.modules import set_hostname as sh
 
 DATA = "/var/lib/tether/data"
 

@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tether.modules import set_passwords as sp
-from tether.modules import users_groups
 
 from tests.conftest import needs_root, needs_tool
 from tests.modules.fake_accounts import accounts_runner
@@ -16,6 +14,8 @@ from tests.modules.treesnap import diff, snapshot
 from tether import accounts
 from tether.convert import convert
 from tether.errors import ConfigErrors
+from tether.modules import set_passwords as sp
+from tether.modules import users_groups
 from tether.runner import Runner
 
 HASH = ("$6$rounds=4096$5DJ8a9WMTEzIo5J4$Yms6imfeBvf3Yfu84mQBerh18l7OR1Wm1BJXZqFSpJ6BVas0AYJqIjP7czkOaAZHZi1kxQ5Y1Ih"

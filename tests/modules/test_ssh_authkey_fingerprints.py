@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tether.modules import ssh_authkey_fingerprints as saf
-from tether.modules import users_groups
 
 from tests.modules.fake_accounts import accounts_runner
 from tests.modules.treesnap import diff, snapshot
 from tether.convert import convert
 from tether.errors import ConfigErrors
+from tether.modules import ssh_authkey_fingerprints as saf
+from tether.modules import users_groups
 
 BLOB = "AAAAC3NzaC1lZDI1NTE5AAAAIGm0dZ6oTzqcH8WjAWn7uN2x0t0mDxPpB1n6Ew0Y0B2H"
 KEY = f"ssh-ed25519 {BLOB} one@host"

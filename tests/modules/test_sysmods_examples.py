@@ -4,11 +4,11 @@ group), so those cloud-configs are accepted unchanged."""
 from __future__ import annotations
 
 import pytest
-from tether.modules import load
 
 from tests.conftest import compat_dir
 from tether import yamlsafe
 from tether.modrunner import module_config
+from tether.modules import load
 
 DOCS = {"timezone": "cc_timezone", "locale": "cc_locale", "keyboard": "cc_keyboard", "ntp": "cc_ntp",
         "ca_certs": "cc_ca_certs", "package_update_upgrade_install": "cc_package_update_upgrade_install",

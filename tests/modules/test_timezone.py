@@ -3,10 +3,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from tether.modules import timezone as mod
 
 from tests.modules.sysmod_support import apply_twice, config_errors, parse
 from tether.module import ModuleError
+from tether.modules import timezone as mod
 
 
 def _zone(root, name="America/New_York"):

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tether.modules import update_etc_hosts as ueh
 
 from tests.modules.treesnap import diff, snapshot
 from tether.convert import convert
 from tether.errors import ConfigErrors
+from tether.modules import update_etc_hosts as ueh
 
 ORIG = "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
 

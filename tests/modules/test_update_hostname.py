@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tether.modules import set_hostname
-from tether.modules import update_hostname as uh
 
 from tests.modules.treesnap import diff, snapshot
 from tether.convert import convert
 from tether.errors import ConfigErrors
+from tether.modules import set_hostname
+from tether.modules import update_hostname as uh
 
 PREV = "var/lib/tether/data/previous-hostname"
 

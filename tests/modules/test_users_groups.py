@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tether.modules import users_groups as ug
 
 from tests.conftest import needs_root, needs_tool
 from tests.modules.fake_accounts import accounts_runner
@@ -17,6 +16,7 @@ from tests.modules.treesnap import diff, snapshot
 from tether import accounts
 from tether.convert import convert
 from tether.errors import ConfigErrors
+from tether.modules import users_groups as ug
 from tether.runner import Runner
 
 KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm0dZ6oTzqcH8WjAWn7uN2x0t0mDxPpB1n6Ew0Y0B2H alice@laptop")

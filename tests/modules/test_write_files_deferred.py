@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from tether.modules import write_files_deferred as mod
 
 from tests.modules.sysmod_support import apply_twice, parse
 from tether.errors import ConfigErrors
+from tether.modules import write_files_deferred as mod
 
 DATA = {"write_files": [
     {"path": "/etc/now.conf", "content": "now\n"},
