@@ -11,9 +11,16 @@ REGISTERED: dict[str, str] = {
     "NoCloud": "nocloud",
     "NoCloudNet": "nocloud_net",
     "ConfigDrive": "configdrive",
+    "OpenStack": "openstack",
+    "Ec2": "ec2",
+    "GCE": "gce",
+    "Azure": "azure",
     "None": "none",
 }
 
+
+# Which of them run in the network stage (kept here so choosing candidates imports none of them).
+NEEDS_NETWORK: frozenset[str] = frozenset({"NoCloudNet", "OpenStack", "Ec2", "GCE", "Azure"})
 
 # A datasource_list entry that stands for several plugins (cloud-init's NoCloud covers both halves).
 EXPANDS: dict[str, tuple[str, ...]] = {"NoCloud": ("NoCloud", "NoCloudNet")}

@@ -43,6 +43,11 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 HOST_CONFIG_TAGS = ("host-configuration", "host_configuration")
 
 
+def obj(v: Any) -> dict[str, Any]:
+    """``v`` when it is a JSON object, else an empty one (metadata documents are untrusted shapes)."""
+    return v if isinstance(v, dict) else {}
+
+
 def setting_number(settings: dict[str, Any], key: str, default: float, ds: str) -> float:
     v = settings.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
@@ -147,7 +152,8 @@ class Session:
 
 
 def _read_bounded(resp: http.client.HTTPResponse, url: str, deadline: float, max_body: int) -> bytes:
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = resp.read(65536)
         if not chunk:
@@ -460,7 +466,7 @@ class Ec2Datasource(Datasource):
         LOG.debug("IMDS crawl: %d requests in %.1f ms", c.requests, (time.monotonic() - t0) * 1000)
         c.close()
 
-        placement = md.get("placement") if isinstance(md.get("placement"), dict) else {}
+        placement = obj(md.get("placement"))
         az = str(placement.get("availability-zone") or ident.get("availabilityZone") or "").strip() or None
         region = str(ident.get("region") or placement.get("region") or "").strip() or None
         if region is None and az and az[-1].isalpha():

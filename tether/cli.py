@@ -52,8 +52,8 @@ def cmd_single(args: argparse.Namespace) -> int:
 
 def _disabled(env: Any) -> bool:
     """Honour the generator's verdict and the explicit switches even when a stage is run by hand."""
-    from tether.disable import disabled_reason
-    reason = disabled_reason(env.target, env.host)
+    from tether.detect import is_disabled
+    reason = is_disabled(env.host, env.target)
     if reason:
         LOG.warning("tether is disabled: %s", reason)
         env.target.write(f"{env.paths.run}/disabled", reason + "\n")

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from tether.disable import disabled_reason
+from tether.detect import detect, write_detection
 from tether.host import Host
 from tether.target import Target
 
@@ -26,7 +26,15 @@ def main(argv: list[str], root: str = "/", sysroot: str = "/") -> int:
         run.mkdir(parents=True, exist_ok=True)
     except OSError:
         pass
-    reason = disabled_reason(target, host)
+    det = detect(host, {}, target)
+    reason = None if det.enabled else det.reason
+    if det.enabled and det.candidates == ["None"] and not _has_system_config(target):
+        # ds-identify's rule: nothing could provide instance data and nobody configured tether by hand
+        reason = f"no datasource found: {det.reason}"
+    try:
+        write_detection(target, det)
+    except OSError:
+        pass
     link = normal / "multi-user.target.wants" / "tether.target"
     if reason:
         _write(run / "disabled", reason + "\n")
@@ -39,6 +47,19 @@ def main(argv: list[str], root: str = "/", sysroot: str = "/") -> int:
         os.symlink(TARGET_UNIT, link)
     _write(run / "enabled", "enabled by generator\n")
     return 0
+
+
+def _has_system_config(target: Target) -> bool:
+    """Any tether or cloud-init system configuration (read by the stages, not here: no YAML in a generator)."""
+    if target.exists("/etc/tether/tether.cfg"):
+        return True
+    for d in ("/etc/tether/tether.cfg.d", "/etc/cloud/cloud.cfg.d"):
+        try:
+            if any(n.endswith(".cfg") for n in os.listdir(target.path(d))):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _write(p: Path, text: str) -> None:

@@ -57,22 +57,26 @@ class Env:
 
 # -- datasources ---------------------------------------------------------------------------------
 
-def candidate_names(env: Env, network: bool) -> list[str]:
-    from tether.datasources import EXPANDS, REGISTERED
-    names = []
-    for n in env.system_config.get("datasource_list") or []:
-        if not isinstance(n, str):
-            continue
-        canon = next((k for k in REGISTERED if k.lower() == n.lower()), None)
-        for c in EXPANDS.get(canon, (canon,)) if canon else ():
-            if c and c != "None" and c not in names:
+def detection(env: Env, fresh: bool) -> Any:
+    """The one detector's verdict (tether/detect.py), recorded in /run/tether/detect.json by the first
+    stage of the boot and reused by the next."""
+    from tether.detect import detect, read_detection, write_detection
+    det = None if fresh else read_detection(env.target)
+    if det is None:
+        det = detect(env.host, env.system_config, env.target)
+        write_detection(env.target, det)
+    return det
+
+
+def candidate_names(env: Env, network: bool, fresh: bool = False) -> list[str]:
+    """Datasources to try in this stage, in the detector's order, without importing any of them."""
+    from tether.datasources import EXPANDS, NEEDS_NETWORK, REGISTERED
+    names: list[str] = []
+    for n in detection(env, fresh).candidates:
+        for c in EXPANDS.get(n, (n,)):
+            if c in REGISTERED and c != "None" and c not in names and (c in NEEDS_NETWORK) == network:
                 names.append(c)
-    out = []
-    for n in names:
-        cls = _load_ds(n)
-        if cls is not None and cls.NEEDS_NETWORK == network:
-            out.append(n)
-    return out
+    return names
 
 
 def _load_ds(name: str) -> type[Datasource] | None:
@@ -91,7 +95,7 @@ def find_datasource(env: Env, network: bool, status: StageStatus) -> tuple[Datas
                  (env.system_config.get("datasource") or {}).values() if isinstance(v, dict)
                  and isinstance(v.get("max_wait"), int | float)]
         deadline = time.monotonic() + (max(waits) if waits else DEFAULT_NET_MAX_WAIT)
-    for name in candidate_names(env, network):
+    for name in candidate_names(env, network, fresh=not network):
         cls = _load_ds(name)
         if cls is None:
             continue
@@ -179,18 +183,45 @@ def run_local(env: Env) -> int:
     return 1 if status.errors else 0
 
 
+def _network_key(env: Env, inst: InstanceData | None) -> str:
+    """Everything the rendered network config depends on, hashed: same key, same files."""
+    import hashlib
+
+    from tether.network.live import sysfs_interfaces
+    ifaces = [(i.name, i.mac, i.carrier, i.physical, i.driver) for i in sysfs_interfaces(env.host.sysroot)]
+    doc = [env.host.cmdline_value("network-config"), env.system_config.get("network"),
+           inst.network_config if inst else None, ifaces, env.live]
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _apply_network(env: Env, inst: InstanceData | None, status: StageStatus) -> None:
+    """Render the network config; skipped (no parse, no imports) when nothing it depends on changed and the
+    files it wrote last time are still there, which keeps later boots cheap."""
+    memo = f"{env.paths.data}/network-applied.json"
+    marker = f"{env.paths.run}/network-applied"
     try:
-        from tether.network import apply  # written by the network renderer
-    except ImportError:
-        return
+        key = _network_key(env, inst)
+        prev = json.loads(env.target.read_text(memo, default="{}"))
+        if prev.get("key") == key and all(env.target.exists(f) for f in prev.get("files", [])):
+            env.target.write(marker, json.dumps({k: v for k, v in prev.items() if k != "key"}) + "\n")
+            LOG.info("network config unchanged since the last boot (%s)", prev.get("source"))
+            return
+    except (OSError, ValueError) as e:
+        LOG.debug("network memo unusable: %s", e)
+        key = ""
     try:
+        from tether.network import apply  # the parsers load only when something changed
         res = apply.apply_network(env.target, env.host, env.system_config,
                                   inst.network_config if inst else None, env.runner, env.live)
         LOG.info("network: %s", getattr(res, "summary", res))
+        if key:
+            applied = json.loads(env.target.read_text(marker, default="{}"))
+            env.target.write(memo, json.dumps({**applied, "key": key}) + "\n")
     except TetherError as e:
+        env.target.remove(memo)
         status.recoverable_error(f"network config: {e}")
     except Exception as e:
+        env.target.remove(memo)
         LOG.exception("network config crashed")
         status.recoverable_error(f"network config: {type(e).__name__}: {e}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from tether.datasources import NEEDS_NETWORK
 from tether.datasources import REGISTERED as DATASOURCES
 from tether.datasources import load as load_ds
 from tether.module import FREQUENCIES, STAGES
@@ -37,3 +38,4 @@ def test_every_datasource_file_is_registered() -> None:
     for name in DATASOURCES:
         cls = load_ds(name)
         assert cls.NAME == name or (name, cls.NAME) == ("NoCloudNet", "NoCloud")
+        assert cls.NEEDS_NETWORK == (name in NEEDS_NETWORK), name

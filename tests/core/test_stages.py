@@ -185,3 +185,29 @@ def test_write_files_owned_by_user_from_same_user_data(tmp_path: Path) -> None:
     assert (root / "etc/plain").stat().st_uid == 0
     rc, summary = status(root)
     assert rc == 0, summary
+
+
+def test_network_config_rendered_once_then_memoized(tmp_path: Path) -> None:
+    root = seed_root(tmp_path, "#cloud-config\n{}\n")
+    (root / SEED / "network-config").write_text(
+        "version: 2\nethernets:\n  id0:\n    match: {macaddress: '52:54:00:12:34:56'}\n    set-name: lan0\n"
+        "    addresses: [192.0.2.10/24]\n")
+    tether(root, "init", "--local")
+    files = sorted(p.name for p in (root / "etc/systemd/network").iterdir())
+    assert "10-tether-id0.network" in files
+    text = (root / "etc/systemd/network/10-tether-id0.network").read_text()
+    assert "Address=192.0.2.10/24" in text
+    memo = json.loads((root / "var/lib/tether/data/network-applied.json").read_text())
+    assert memo["source"].startswith("datasource") or "network-config" in memo["source"] or memo["source"]
+    shutil.rmtree(root / "run")
+    mtime = (root / "etc/systemd/network/10-tether-id0.network").stat().st_mtime_ns
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tether", "--root", str(root), "init",
+                           "--local"], capture_output=True, text=True, timeout=60)
+    assert "tether.network.v2" not in proc.stderr  # unchanged inputs: nothing parsed again
+    assert (root / "etc/systemd/network/10-tether-id0.network").stat().st_mtime_ns == mtime
+    assert (root / "run/tether/network-applied").exists()
+    # a removed file is rendered again
+    (root / "etc/systemd/network/10-tether-id0.network").unlink()
+    shutil.rmtree(root / "run")
+    tether(root, "init", "--local")
+    assert (root / "etc/systemd/network/10-tether-id0.network").exists()

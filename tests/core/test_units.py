@@ -61,19 +61,28 @@ def test_generator_enables_or_records_why_not(tmp_path: Path) -> None:
     (sysroot / "proc").mkdir(parents=True)
     (sysroot / "proc/cmdline").write_text("root=/dev/vda1 console=ttyS0\n")
     out = tmp_path / "gen"
-    generator([str(out), str(out), str(out)], root=str(root), sysroot=str(sysroot))
     link = out / "multi-user.target.wants/tether.target"
+    # nothing could provide instance data and nothing is configured: off, as cloud-init's ds-identify
+    generator([str(out), str(out), str(out)], root=str(root), sysroot=str(sysroot))
+    assert not link.is_symlink()
+    assert "no datasource found" in (root / "run/tether/disabled").read_text()
+    # a NoCloud seed directory in the image: on, and the detection is recorded for the stages
+    (root / "var/lib/cloud/seed/nocloud").mkdir(parents=True)
+    (root / "var/lib/cloud/seed/nocloud/meta-data").write_text("instance-id: x\n")
+    generator([str(out), str(out), str(out)], root=str(root), sysroot=str(sysroot))
     assert link.is_symlink()
     assert (root / "run/tether/enabled").exists()
+    assert not (root / "run/tether/disabled").exists()
+    assert '"NoCloud"' in (root / "run/tether/detect.json").read_text()
 
     (sysroot / "proc/cmdline").write_text("root=/dev/vda1 tether=disabled\n")
     generator([str(out), str(out), str(out)], root=str(root), sysroot=str(sysroot))
     assert not link.is_symlink()
-    assert "kernel command line" in (root / "run/tether/disabled").read_text()
+    assert "kernel command line tether=disabled" in (root / "run/tether/disabled").read_text()
 
     (sysroot / "proc/cmdline").write_text("root=/dev/vda1\n")
     (root / "etc/tether").mkdir(parents=True)
     (root / "etc/tether/disabled").write_text("")
     generator([str(out), str(out), str(out)], root=str(root), sysroot=str(sysroot))
     assert not link.is_symlink()
-    assert "marker file" in (root / "run/tether/disabled").read_text()
+    assert "/etc/tether/disabled exists" in (root / "run/tether/disabled").read_text()
