@@ -1,0 +1,170 @@
+"""Block device facts and ioctls: size, discard, partition node names, which disk holds the running root."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+import struct
+import time
+from pathlib import Path
+
+from tether.errors import TetherError
+
+BLKGETSIZE64 = 0x80081272
+BLKDISCARD = 0x1277
+BLKSSZGET = 0x1268
+BLKFLSBUF = 0x1261
+
+
+class BlockDeviceError(TetherError):
+    pass
+
+
+def is_block(path: str) -> bool:
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def size_of(path: str) -> int:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if stat.S_ISBLK(os.fstat(fd).st_mode):
+            buf = fcntl.ioctl(fd, BLKGETSIZE64, b"\0" * 8)
+            return int(struct.unpack("Q", buf)[0])
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
+def logical_block_size(fd: int) -> int:
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, BLKSSZGET, b"\0" * 4))[0])
+    except OSError:
+        return 512
+
+
+def discard(fd: int, start: int, length: int) -> bool:
+    """BLKDISCARD the range; False when the device does not support discard."""
+    try:
+        fcntl.ioctl(fd, BLKDISCARD, struct.pack("QQ", start, length))
+        return True
+    except OSError:
+        return False
+
+
+def discard_reads_zero(fd: int, length: int, samples: int = 16) -> bool:
+    """After a discard, do discarded blocks read back as zeros? Sampled across the range, bypassing the cache.
+
+    Discard does not promise zeros in general (it does on loop devices and on most NVMe/virtio disks), so
+    tether only skips writing zero runs when the samples confirm it.
+    """
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        fcntl.ioctl(fd, BLKFLSBUF)
+    except OSError:
+        pass
+    step = max(4096, (length // samples) // 4096 * 4096)
+    for off in range(0, length - 4096 + 1, step):
+        if os.pread(fd, 4096, off).count(0) != 4096:
+            return False
+    return True
+
+
+def partition_node(disk: str, number: int) -> str:
+    """/dev/sda + 2 -> /dev/sda2; /dev/loop3 or /dev/nvme0n1 + 2 -> ...p2."""
+    real = os.path.realpath(disk)
+    sep = "p" if real[-1].isdigit() else ""
+    return f"{real}{sep}{number}"
+
+
+def wait_for_nodes(paths: list[str], timeout: float = 10.0) -> None:
+    """Partition nodes appear asynchronously after a re-read (devtmpfs or udev); wait, bounded."""
+    end = time.monotonic() + timeout
+    while True:
+        missing = [p for p in paths if not is_block(p)]
+        if not missing:
+            return
+        if time.monotonic() > end:
+            raise BlockDeviceError(f"partition device nodes did not appear within {timeout:g}s: "
+                                   f"{', '.join(missing)}")
+        time.sleep(0.1)
+
+
+def _sys_block_name(path: str) -> str | None:
+    """The /sys/block name of the whole disk holding ``path`` (a disk or partition node)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISBLK(st.st_mode):
+        return None
+    link = Path(f"/sys/dev/block/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}")
+    try:
+        real = link.resolve()
+    except OSError:
+        return None
+    if (real / "partition").exists():
+        real = real.parent
+    return real.name
+
+
+def mounts() -> list[tuple[str, str]]:
+    """(source, mount point) from /proc/self/mounts, octal escapes decoded."""
+    out = []
+    try:
+        text = Path("/proc/self/mounts").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            out.append((_unescape(parts[0]), _unescape(parts[1])))
+    return out
+
+
+def _unescape(s: str) -> str:
+    return s.encode().decode("unicode_escape") if "\\" in s else s
+
+
+def _slaves(name: str) -> set[str]:
+    """Whole disks under a stacked device (dm, md), so a root on LVM still protects its disks."""
+    out = {name}
+    base = Path(f"/sys/block/{name}/slaves")
+    if base.is_dir():
+        for s in base.iterdir():
+            parent = _sys_block_name(f"/dev/{s.name}") or s.name
+            out |= _slaves(parent)
+    return out
+
+
+def disks_in_use() -> dict[str, str]:
+    """Whole-disk names holding a mounted filesystem -> the mount point (the running root among them)."""
+    used: dict[str, str] = {}
+    for src, mp in mounts():
+        if not src.startswith("/dev/"):
+            continue
+        name = _sys_block_name(src)
+        if name is None:
+            continue
+        for disk in _slaves(name):
+            if disk not in used or mp == "/":
+                used[disk] = mp
+    return used
+
+
+def check_disk_free(device: str, allow_root_disk: bool = False) -> None:
+    """Refuse a disk that holds the running root or any mounted filesystem."""
+    name = _sys_block_name(device)
+    if name is None:
+        raise BlockDeviceError(f"{device} is not a block device")
+    used = disks_in_use()
+    if name in used:
+        where = used[name]
+        if where == "/" and not allow_root_disk:
+            raise BlockDeviceError(f"{device} holds the running root filesystem; refusing to repartition it "
+                                   "(pass --allow-running-root-disk only in a test harness)")
+        if where != "/":
+            raise BlockDeviceError(f"{device} has a mounted filesystem at {where}; unmount it first")

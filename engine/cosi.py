@@ -1,0 +1,377 @@
+"""Composable OS Image (COSI) 1.0-1.2: a plain tar file holding ``metadata.json`` and zstd-compressed images.
+
+Read strictly in order from a stream (no seeking, so an HTTP download is never buffered): ``cosi-marker`` (1.2),
+then ``metadata.json``, then the images. Metadata is validated per revision (fields added in 1.1 and 1.2 are
+required from those revisions on; unknown fields are ignored as the specification asks).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tether.engine.formats import Reader
+from tether.errors import TetherError
+
+MAX_METADATA = 16 << 20
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_SHA384 = re.compile(r"^[0-9a-fA-F]{96}$")
+_ARCH = re.compile(r"^(x86_64|x64|amd64|arm64|aarch64)$", re.IGNORECASE)
+VERSIONS = ("1.0", "1.1", "1.2")
+
+
+class CosiError(TetherError):
+    pass
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    path: str
+    compressed_size: int
+    uncompressed_size: int
+    sha384: str
+
+
+@dataclass(frozen=True)
+class CosiFilesystem:
+    image: ImageFile
+    mount_point: str
+    fs_type: str
+    fs_uuid: str
+    part_type: str
+    verity: bool
+
+
+@dataclass(frozen=True)
+class CosiMetadata:
+    version: str
+    os_arch: str
+    filesystems: tuple[CosiFilesystem, ...]
+    raw: dict[str, Any]
+
+    def for_mount(self, mount_point: str) -> CosiFilesystem | None:
+        for fs in self.filesystems:
+            if fs.mount_point == mount_point:
+                return fs
+        return None
+
+
+def validate_metadata(doc: Any, schema: str | None = None) -> list[str]:
+    """Problems with a metadata document, each naming its JSON path. ``schema`` pins one revision."""
+    errs: list[str] = []
+    if not isinstance(doc, dict):
+        return ["(top): metadata must be a JSON object"]
+    ver = doc.get("version")
+    if not isinstance(ver, str) or ver not in VERSIONS:
+        errs.append(f"version: {ver!r} is not a COSI revision tether reads ({', '.join(VERSIONS)})")
+        return errs
+    if schema is not None and ver != schema:
+        errs.append(f"version: expected {schema!r}, got {ver!r}")
+    rev = tuple(int(x) for x in ver.split("."))
+
+    def need(obj: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...]) -> Any:
+        if key not in obj:
+            errs.append(f"{path}{key}: missing required field")
+            return None
+        v = obj[key]
+        if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+            errs.append(f"{path}{key}: wrong type ({type(v).__name__})")
+            return None
+        return v
+
+    arch = need(doc, "osArch", "", str)
+    if arch is not None and not _ARCH.match(arch):
+        errs.append(f"osArch: unknown architecture {arch!r}")
+    need(doc, "osRelease", "", str)
+    if "id" in doc and (not isinstance(doc["id"], str) or not _UUID.match(doc["id"])):
+        errs.append("id: not a UUID")
+
+    def image_file(obj: Any, path: str) -> None:
+        if not isinstance(obj, dict):
+            errs.append(f"{path}: expected an object")
+            return
+        p = need(obj, "path", path + ".", str)
+        if p is not None and (not p.startswith("images/") or len(p) <= 7 or ".." in p.split("/")):
+            errs.append(f"{path}.path: {p!r} must be a file under images/")
+        for k in ("compressedSize", "uncompressedSize"):
+            v = need(obj, k, path + ".", int)
+            if v is not None and v < 0:
+                errs.append(f"{path}.{k}: negative")
+        h = need(obj, "sha384", path + ".", str)
+        if h is not None and not _SHA384.match(h):
+            errs.append(f"{path}.sha384: expected 96 hex digits")
+
+    images = need(doc, "images", "", list)
+    for i, fs in enumerate(images or []):
+        p = f"images[{i}]"
+        if not isinstance(fs, dict):
+            errs.append(f"{p}: expected an object")
+            continue
+        image_file(fs.get("image"), f"{p}.image") if "image" in fs else errs.append(f"{p}.image: missing")
+        need(fs, "mountPoint", p + ".", str)
+        t = need(fs, "fsType", p + ".", str)
+        if t == "":
+            errs.append(f"{p}.fsType: empty")
+        u = need(fs, "fsUuid", p + ".", str)
+        if u == "":
+            errs.append(f"{p}.fsUuid: empty")
+        pt = need(fs, "partType", p + ".", str)
+        if pt is not None and not _UUID.match(pt):
+            errs.append(f"{p}.partType: {pt!r} is not a UUID")
+        ver_ = fs.get("verity")
+        if ver_ is not None:
+            if not isinstance(ver_, dict):
+                errs.append(f"{p}.verity: expected an object or null")
+            else:
+                image_file(ver_.get("image"), f"{p}.verity.image")
+                need(ver_, "roothash", f"{p}.verity.", str)
+
+    if rev >= (1, 1) or "osPackages" in doc:
+        pkgs = need(doc, "osPackages", "", list) if rev >= (1, 1) else doc.get("osPackages")
+        for i, pkg in enumerate(pkgs or []):
+            if not isinstance(pkg, dict):
+                errs.append(f"osPackages[{i}]: expected an object")
+                continue
+            for k in ("name", "version", "release", "arch"):
+                need(pkg, k, f"osPackages[{i}].", str)
+    if rev >= (1, 1):
+        bl = need(doc, "bootloader", "", dict)
+        if bl is not None:
+            t = bl.get("type")
+            if t not in ("systemd-boot", "grub"):
+                errs.append(f"bootloader.type: {t!r} is not systemd-boot or grub")
+            sd = bl.get("systemdBoot")
+            if t == "systemd-boot":
+                if not isinstance(sd, dict):
+                    errs.append("bootloader.systemdBoot: required for systemd-boot")
+                else:
+                    entries = sd.get("entries")
+                    if not isinstance(entries, list) or not entries:
+                        errs.append("bootloader.systemdBoot.entries: at least one entry is required")
+                    for i, e in enumerate(entries or []):
+                        if not isinstance(e, dict):
+                            errs.append(f"bootloader.systemdBoot.entries[{i}]: expected an object")
+                            continue
+                        if e.get("type") not in ("uki-standalone", "uki-config", "config"):
+                            errs.append(f"bootloader.systemdBoot.entries[{i}].type: unknown {e.get('type')!r}")
+                        for k in ("path", "cmdline", "kernel"):
+                            need(e, k, f"bootloader.systemdBoot.entries[{i}].", str)
+            elif sd is not None:
+                errs.append("bootloader.systemdBoot: must be null unless the type is systemd-boot")
+    if rev >= (1, 2):
+        disk = need(doc, "disk", "", dict)
+        if disk is not None:
+            size = need(disk, "size", "disk.", int)
+            if disk.get("type") != "gpt":
+                errs.append(f"disk.type: {disk.get('type')!r} is not 'gpt'")
+            lba = need(disk, "lbaSize", "disk.", int)
+            if lba is not None and lba not in (512, 4096):
+                errs.append(f"disk.lbaSize: {lba} is not 512 or 4096")
+            elif lba and size is not None and size % lba:
+                errs.append("disk.size: not a multiple of lbaSize")
+            regions = need(disk, "gptRegions", "disk.", list) if disk.get("type") == "gpt" else None
+            if regions is not None:
+                kinds = [r.get("type") if isinstance(r, dict) else None for r in regions]
+                if not regions or kinds[0] != "primary-gpt" or kinds.count("primary-gpt") != 1:
+                    errs.append("disk.gptRegions: the first and only 'primary-gpt' region must come first")
+                for i, r in enumerate(regions):
+                    if not isinstance(r, dict):
+                        errs.append(f"disk.gptRegions[{i}]: expected an object")
+                        continue
+                    if r.get("type") not in ("primary-gpt", "partition"):
+                        errs.append(f"disk.gptRegions[{i}].type: unknown {r.get('type')!r}")
+                    if r.get("type") == "partition":
+                        num = r.get("number")
+                        if not isinstance(num, int) or isinstance(num, bool) or num < 1:
+                            errs.append(f"disk.gptRegions[{i}].number: required (a partition number >= 1)")
+                    image_file(r.get("image"), f"disk.gptRegions[{i}].image")
+        comp = need(doc, "compression", "", dict)
+        if comp is not None:
+            w = need(comp, "maxWindowLog", "compression.", int)
+            if w is not None and w < 0:
+                errs.append("compression.maxWindowLog: negative")
+    return errs
+
+
+def parse_metadata(raw: bytes) -> CosiMetadata:
+    try:
+        doc = json.loads(raw)
+    except ValueError as e:
+        raise CosiError(f"metadata.json is not valid JSON: {e}") from None
+    errs = validate_metadata(doc)
+    if errs:
+        raise CosiError("metadata.json: " + "; ".join(errs))
+    fss = []
+    for fs in doc["images"]:
+        im = fs["image"]
+        fss.append(CosiFilesystem(ImageFile(im["path"], im["compressedSize"], im["uncompressedSize"],
+                                            im["sha384"].lower()),
+                                  fs["mountPoint"], fs["fsType"], fs["fsUuid"], fs["partType"].lower(),
+                                  fs.get("verity") is not None))
+    mps = [f.mount_point for f in fss]
+    if len(set(mps)) != len(mps):
+        raise CosiError("metadata.json: two images share a mount point")
+    return CosiMetadata(doc["version"], doc["osArch"], tuple(fss), doc)
+
+
+# --- tar, read as a stream ------------------------------------------------------------------------------------
+
+@dataclass
+class _Member:
+    name: str
+    size: int
+    kind: bytes
+
+
+class EntryReader:
+    """The bytes of one tar member; reading past them is impossible, leaving them unread is fine."""
+
+    def __init__(self, tar: TarStream, size: int) -> None:
+        self._tar = tar
+        self.remaining = size
+
+    def readinto(self, buf: memoryview) -> int:
+        if self.remaining <= 0:
+            return 0
+        want = min(len(buf), self.remaining)
+        n = self._tar.src.readinto(buf[:want])
+        if not n:
+            raise CosiError("the COSI file ends inside a member (truncated download?)")
+        self.remaining -= n
+        return n
+
+
+class TarStream:
+    def __init__(self, src: Reader) -> None:
+        self.src = src
+        self._current: EntryReader | None = None
+        self._pad = 0
+
+    def _read_exact(self, n: int) -> bytes:
+        buf = bytearray(n)
+        got = 0
+        while got < n:
+            k = self.src.readinto(memoryview(buf)[got:])
+            if not k:
+                raise CosiError("the COSI file is truncated (tar header cut short)")
+            got += k
+        return bytes(buf)
+
+    def _skip(self, n: int) -> None:
+        scratch = bytearray(min(n, 1 << 20) or 1)
+        while n > 0:
+            k = self.src.readinto(memoryview(scratch)[:min(n, len(scratch))])
+            if not k:
+                raise CosiError("the COSI file is truncated")
+            n -= k
+
+    def _finish_current(self) -> None:
+        if self._current is not None:
+            self._skip(self._current.remaining)
+            self._current = None
+        if self._pad:
+            self._skip(self._pad)
+            self._pad = 0
+
+    def members(self) -> Iterator[tuple[_Member, EntryReader]]:
+        long_name: str | None = None
+        pax: dict[str, str] = {}
+        while True:
+            self._finish_current()
+            hdr = self._read_exact(512)
+            if hdr == bytes(512):
+                return  # end-of-archive; anything after it is not tar (the spec allows trailing data)
+            if not _checksum_ok(hdr):
+                raise CosiError("not a COSI file: bad tar header checksum")
+            name = hdr[0:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+            prefix = hdr[345:500].split(b"\0", 1)[0].decode("utf-8", "replace") if hdr[257:262] == b"ustar" else ""
+            if prefix:
+                name = f"{prefix}/{name}"
+            size = _tar_number(hdr[124:136])
+            kind = hdr[156:157]
+            pad = (-size) % 512
+            if kind in (b"L", b"x", b"g"):
+                data = self._read_exact(size)
+                self._skip(pad)
+                if kind == b"L":
+                    long_name = data.split(b"\0", 1)[0].decode("utf-8", "replace")
+                elif kind == b"x":
+                    pax = _parse_pax(data)
+                continue
+            if long_name is not None:
+                name, long_name = long_name, None
+            if "path" in pax:
+                name = pax["path"]
+            if "size" in pax:
+                size = int(pax["size"])
+                pad = (-size) % 512
+            pax = {}
+            if name.startswith("./"):
+                name = name[2:]
+            self._current = EntryReader(self, size if kind in (b"0", b"\0", b"7") else 0)
+            self._pad = pad if kind in (b"0", b"\0", b"7") else 0
+            yield _Member(name, size, kind), self._current
+
+
+def _checksum_ok(block: bytes) -> bool:
+    try:
+        want = int(block[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
+    except ValueError:
+        return False
+    return want == sum(block[:148]) + 8 * 32 + sum(block[156:])
+
+
+def _tar_number(field: bytes) -> int:
+    if field[0] & 0x80:  # GNU base-256 for members over 8 GiB
+        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _parse_pax(data: bytes) -> dict[str, str]:
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(data):
+        sp = data.index(b" ", pos)
+        length = int(data[pos:sp])
+        rec = data[sp + 1:pos + length - 1].decode("utf-8", "replace")
+        k, _, v = rec.partition("=")
+        out[k] = v
+        pos += length
+    return out
+
+
+class CosiStream:
+    """Opens a COSI stream: reads up to ``metadata.json`` and keeps its raw bytes (for the pinned hash)."""
+
+    def __init__(self, src: Reader) -> None:
+        self.tar = TarStream(src)
+        self._iter = self.tar.members()
+        self.metadata_bytes = b""
+        seen_marker = False
+        for member, reader in self._iter:
+            if member.name == "cosi-marker":
+                seen_marker = True
+                continue
+            if member.name == "metadata.json":
+                if member.size > MAX_METADATA:
+                    raise CosiError(f"metadata.json is {member.size} bytes; over the {MAX_METADATA} limit")
+                self.metadata_bytes = self.tar._read_exact(member.size)
+                reader.remaining = 0
+                break
+            if member.name.startswith("images/"):
+                raise CosiError("metadata.json must come before the images in the COSI file "
+                                "(tether reads it as a stream)")
+        else:
+            raise CosiError("not a COSI file: no metadata.json")
+        self.metadata = parse_metadata(self.metadata_bytes)
+        if self.metadata.version >= "1.2" and not seen_marker:
+            raise CosiError("COSI 1.2 requires a cosi-marker file before metadata.json")
+
+    def images(self) -> Iterator[tuple[str, EntryReader]]:
+        for member, reader in self._iter:
+            if member.name.startswith("images/") and member.kind in (b"0", b"\0", b"7"):
+                yield member.name, reader

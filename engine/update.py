@@ -1,0 +1,211 @@
+"""A/B staging: write the inactive slot while the active one keeps running.
+
+Nothing here opens the active slot's partitions for writing or touches the boot configuration; the bootloader
+switch is the finalize step. Each step appends a checkpoint to the servicing history. A run killed anywhere
+leaves the servicing state as it was (the staging record says how far it got), and the next run starts the
+staging over: the inactive slot holds nothing anyone relies on until ``ab-update-staged`` is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from tether.engine import checkpoints, filesystems, images, mounts, osconfig, state
+from tether.engine.hostcheck import datastore_path, filesystem_for_path
+from tether.engine.hostconfig import HostConfiguration, parse_host_config, to_data
+from tether.engine.install import fstab_entries
+from tether.engine.layout import Layout, other, resolve_partuuid
+from tether.engine.progress import ProgressFn
+from tether.errors import TetherError
+from tether.runner import Runner
+from tether.target import Target
+
+LOG = logging.getLogger(__name__)
+
+NO_OP = "no-op"
+AB_UPDATE = "ab-update"
+
+
+class UpdateError(TetherError):
+    pass
+
+
+@dataclass
+class UpdateOptions:
+    progress: ProgressFn | None = None
+    discard: bool = True
+    net_timeout: float = 30.0
+    net_retries: int = 5
+
+
+def servicing_type(installed: dict[str, Any], new: dict[str, Any]) -> str:
+    """ab-update, no-op, or UpdateError when the storage layout would change (it is frozen after install)."""
+    if (installed.get("storage") or {}) != (new.get("storage") or {}):
+        raise UpdateError("storage: the storage layout cannot change after install (the disks are partitioned); "
+                          "only image, os, scripts and health may change in an update")
+    rest = ("image", "os", "scripts", "health", "trident")
+    if all(installed.get(k) == new.get(k) for k in rest):
+        return NO_OP
+    return AB_UPDATE
+
+
+def stage(hc: HostConfiguration, runner: Runner, root: Target, opts: UpdateOptions) -> tuple[str, dict[str, Any]]:
+    """Stage ``hc`` into the inactive slot. Returns (what was done, host status)."""
+    ds = state.datastore_location(root)
+    if not ds.exists():
+        raise UpdateError(f"no servicing datastore at {ds}: this host was not installed by tether")
+    with state.StateStore(ds) as store:
+        status = store.current()
+        cur = status["servicingState"]
+        new_spec = to_data(hc)
+        if cur == state.AB_UPDATE_STAGED:
+            if status["spec"] == new_spec:
+                return "already staged", status
+            installed = status["specOld"]
+        elif cur == state.PROVISIONED:
+            installed = status["spec"]
+        else:
+            raise UpdateError(f"cannot stage an update in servicing state {cur!r}" + {
+                state.NOT_PROVISIONED: ": this host was not installed by tether",
+                state.CLEAN_INSTALL_STAGED: ": finalize and boot the clean install first",
+                state.CLEAN_INSTALL_FINALIZED: ": the clean install has not committed yet (reboot into it)",
+                state.AB_UPDATE_FINALIZED: ": an update is finalized and waits for its reboot and commit",
+                state.AB_UPDATE_HEALTH_CHECK_FAILED: ": the last update failed its health checks; reboot into "
+                                                     "the previous slot first",
+            }.get(cur, ""))
+        kind = servicing_type(installed, new_spec)
+        if kind == NO_OP:
+            if cur == state.AB_UPDATE_STAGED:
+                # asking for the running configuration again cancels the pending staged update
+                store.update("staging-cancelled", servicingState=state.PROVISIONED, spec=installed, specOld=None,
+                             slots={**status["slots"], other(status["abActiveVolume"]): {"state": "cancelled"}})
+                return "cancelled the staged update (the requested configuration is the running one)", store.current()
+            return "nothing to do: the requested configuration is the installed one", status
+        installed_hc = parse_host_config(installed, "installed host configuration")
+        layout = Layout(installed_hc)
+        if not layout.pairs:
+            raise UpdateError("storage.abUpdate: this host has no A/B volume pairs, so it cannot be A/B updated")
+        active = status.get("abActiveVolume")
+        if active not in ("volume-a", "volume-b"):
+            raise UpdateError(f"the servicing state does not say which volume is active ({active!r})")
+        inactive = other(active)
+        for pid, puuid in status["partitionUuids"].items():
+            dev = resolve_partuuid(runner, puuid, status["partitionPaths"].get(pid))
+            if dev is None:
+                raise UpdateError(f"partition {pid!r} (PARTUUID {puuid}) is not present on this host")
+            layout.devices[pid] = dev
+            layout.partuuids[pid] = puuid
+        return _stage_into(hc, new_spec, installed, layout, active, inactive, store, runner, root, opts)
+
+
+def _stage_into(hc: HostConfiguration, new_spec: dict[str, Any], installed: dict[str, Any], layout: Layout,
+                active: str, inactive: str, store: state.StateStore, runner: Runner, root: Target,
+                opts: UpdateOptions) -> tuple[str, dict[str, Any]]:
+    pairs = layout.pairs
+    base_status = store.current()
+    staging = {"operation": AB_UPDATE, "targetVolume": inactive, "step": "writing",
+               "imageUrl": hc.image.url if hc.image else None, "startedAt": state.now()}
+    slots = {**base_status["slots"], inactive: {"state": "writing"}}
+    store.update("staging-started", staging=staging, slots=slots)
+    checkpoints.reached("stage:started")
+
+    active_devs = {layout.device(pid, active) for pid in pairs}
+    net = {"timeout": opts.net_timeout, "retries": float(opts.net_retries)}
+    info = images.probe(hc.image, **net) if hc.image else None
+    targets: dict[str, str] = {}
+    fresh: list[tuple[str, str]] = []
+    for fs in hc.storage.filesystems:
+        if fs.device_id not in pairs:
+            continue  # shared filesystems (ESP, data) are not rewritten by an A/B update
+        dev = layout.device(fs.device_id, inactive)
+        if dev in active_devs:
+            raise UpdateError(f"refusing to write {dev}: it belongs to the active volume")
+        mp = fs.mount.path if fs.mount else None
+        if fs.source == "image":
+            if info is None or mp is None or not info.provides(mp):
+                raise UpdateError(f"the image has no filesystem for {mp or fs.device_id}")
+            targets[mp] = dev
+        else:
+            fresh.append((dev, fs.type or "ext4"))
+
+    for dev in [*targets.values(), *(d for d, _t in fresh)]:
+        mounts.release(runner, dev)
+    try:
+        deployed = images.deploy(hc.image, targets, discard=opts.discard, progress=opts.progress,
+                                 **net) if hc.image and targets else []
+    except images.ImageHashError as e:
+        _mark_bad(store, runner, inactive, list(targets.values()), "image-hash-mismatch", str(e))
+        raise
+    except TetherError as e:
+        _mark_bad(store, runner, inactive, list(targets.values()), "image-deployment", str(e))
+        raise
+    checkpoints.reached("stage:written")
+    for dev, fstype in fresh:
+        filesystems.make(runner, dev, fstype)
+    for dep in deployed:
+        fstype = dep.fs_type or filesystems.probe(runner, dep.device).get("TYPE", "")
+        filesystems.check_and_grow(runner, dep.device, fstype)
+        # two filesystems with one UUID would make mount-by-UUID pick either slot
+        active_dev = layout.device(_device_id_for_mount(hc, dep.mount_point), active)
+        if filesystems.probe(runner, dep.device).get("UUID") == filesystems.probe(runner, active_dev).get("UUID"):
+            LOG.info("%s has the active slot's filesystem UUID; giving it a new one", dep.device)
+            filesystems.new_uuid(runner, dep.device, fstype)
+    store.update("staging-written", staging={**staging, "step": "configuring"})
+    checkpoints.reached("stage:resized")
+
+    ds = datastore_path(hc)
+    shared = [fs.mount.path for fs in hc.storage.filesystems if fs.mount and fs.device_id not in pairs]
+    holder = filesystem_for_path(hc, ds)
+    exclude = shared + ([holder[1].mount.path] if holder and holder[1].mount else [])
+    entries = []
+    for fs in hc.storage.filesystems:
+        if fs.mount and fs.device_id in pairs:
+            entries.append((layout.device(fs.device_id, inactive), fs.mount.path, None, ""))
+    base = mounts.work_dir("stage-" + os.path.basename(layout.device(_device_id_for_mount(hc, "/"), inactive)))
+    with mounts.mounted(runner, base, entries):
+        new_root = Target.at(base)
+        for fs in hc.storage.filesystems:
+            if fs.mount and fs.mount.path != "/":
+                new_root.makedirs(fs.mount.path)
+        new_root.write("/etc/fstab", osconfig.render_fstab(fstab_entries(runner, layout, inactive)), mode=0o644)
+        # identity first, then the new configuration, so a hostname the new configuration sets wins
+        copied = osconfig.carry_over(root, new_root, exclude=exclude)
+        LOG.info("carried over: %s", ", ".join(copied) or "nothing")
+        osconfig.apply_os(new_root, hc, source_root=root)
+        osconfig.install_units(new_root)
+        state.write_pointer(new_root, ds)
+        checkpoints.reached("stage:configured")
+    doc = store.current()
+    doc.update({
+        "servicingState": state.AB_UPDATE_STAGED,
+        "spec": new_spec,
+        "specOld": installed,
+        "staging": None,
+        "slots": {**doc["slots"], inactive: {"state": "staged", "stagedAt": state.now()}},
+        "lastError": None,
+    })
+    store.record(doc, "ab-update-staged")
+    checkpoints.reached("stage:recorded")
+    return f"staged into {inactive}", doc
+
+
+def _device_id_for_mount(hc: HostConfiguration, mount_point: str) -> str:
+    for fs in hc.storage.filesystems:
+        if fs.mount and fs.mount.path == mount_point and fs.device_id:
+            return fs.device_id
+    raise UpdateError(f"no filesystem is mounted at {mount_point}")
+
+
+def _mark_bad(store: state.StateStore, runner: Runner, volume: str, devices: list[str], category: str,
+              message: str) -> None:
+    for dev in devices:
+        try:
+            filesystems.wipe_signatures(runner, dev)
+        except TetherError as e:  # the record below still marks the slot bad
+            LOG.warning("%s", e)
+    doc = store.current()
+    store.update("staging-failed", staging=None, lastError=state.error_record(category, message),
+                 slots={**doc["slots"], volume: {"state": "bad", "reason": message, "at": state.now()}})

@@ -1,0 +1,195 @@
+"""Host configuration model: the Trident corpus, unsupported features, logic checks, `tether validate`."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import compat_dir
+from tether.engine.cli import add_parsers
+from tether.engine.hostconfig import load_host_config, parse_host_config, to_data
+from tether.engine.sizes import parse_size
+from tether.errors import ConfigErrors
+
+GOOD: dict[str, Any] = {
+    "image": {"url": "file:///images/os.cosi", "sha384": "ignored"},
+    "storage": {
+        "disks": [{"id": "os", "device": "/dev/vdb", "partitionTableType": "gpt", "partitions": [
+            {"id": "esp", "type": "esp", "size": "64M"},
+            {"id": "root-a", "type": "root", "size": "2G"},
+            {"id": "root-b", "type": "root", "size": "2G"},
+            {"id": "state", "size": "grow"},
+        ]}],
+        "abUpdate": {"volumePairs": [{"id": "root", "volumeAId": "root-a", "volumeBId": "root-b"}]},
+        "filesystems": [
+            {"deviceId": "esp", "mountPoint": {"path": "/boot/efi", "options": "umask=0077"}},
+            {"deviceId": "root", "mountPoint": "/"},
+            {"deviceId": "state", "source": "new", "mountPoint": "/var/lib/tether"},
+        ],
+    },
+    "os": {"hostname": "node-1"},
+}
+
+
+def errors_of(data: Any) -> list[str]:
+    with pytest.raises(ConfigErrors) as e:
+        parse_host_config(data)
+    return [str(x) for x in e.value.errors]
+
+
+def with_change(path: str, value: Any) -> dict[str, Any]:
+    data = copy.deepcopy(GOOD)
+    cur: Any = data
+    keys = path.split(".")
+    for k in keys[:-1]:
+        cur = cur[int(k)] if k.isdigit() else cur[k]
+    last = keys[-1]
+    if value is _DELETE:
+        del cur[last]
+    elif last.isdigit():
+        cur[int(last)] = value
+    else:
+        cur[last] = value
+    return data
+
+
+_DELETE = object()
+
+
+def trident_configs() -> list[Path]:
+    base = compat_dir("trident")
+    return sorted(p for p in base.rglob("*.yaml") if "Host-Configuration" in str(p) or p.name == "trident-config.yaml")
+
+
+def test_every_trident_config_loads_or_names_an_unsupported_key() -> None:
+    files = trident_configs()
+    assert len(files) >= 20
+    loaded = []
+    for f in files:
+        try:
+            load_host_config(f.read_bytes(), str(f))
+            loaded.append(f.name)
+        except ConfigErrors as e:
+            for err in e.errors:
+                assert "not supported" in err.message, f"{f}: {err}"
+                assert err.path and err.path != "(top)", f"{f}: {err}"
+    assert "basic.yaml" in loaded and "simple.yaml" in loaded
+
+
+def test_trident_configs_without_selinux_load() -> None:
+    # Most e2e configs are rejected only for SELinux; the rest of each must be understood, not just tolerated.
+    for name in ("base", "extensions", "health-checks-install", "simple", "split"):
+        f = compat_dir("trident") / "tests/e2e_tests/trident_configurations" / name / "trident-config.yaml"
+        data = yaml.safe_load(f.read_text())
+        del data["os"]["selinux"]
+        hc = parse_host_config(data, str(f))
+        assert hc.storage.filesystems
+
+
+def test_health_checks_in_both_spellings() -> None:
+    data = copy.deepcopy(GOOD)
+    data["health"] = {"checks": [
+        {"name": "flat", "content": "true", "runOn": ["ab-update"]},
+        {"Script": {"name": "tagged", "path": "/usr/bin/check"}},
+        {"SystemdCheck": {"name": "units", "systemdServices": ["sshd"], "timeoutSeconds": 5}},
+    ]}
+    hc = parse_host_config(data)
+    assert [c.name for c in hc.health.checks] == ["flat", "tagged", "units"]
+    assert hc.health.checks[2].systemd_services == ("sshd",)
+
+
+@pytest.mark.parametrize("path,value,expect", [
+    ("storage.raid", {"software": [{"id": "r", "name": "r", "level": "raid1", "devices": ["a", "b"]}]},
+     "storage.raid: software RAID is not supported"),
+    ("storage.encryption", {"volumes": [], "pcrs": [7]}, "storage.encryption: encryption is not supported"),
+    ("storage.verity", [{"id": "v", "name": "root", "dataDeviceId": "a", "hashDeviceId": "b"}],
+     "storage.verity: dm-verity is not supported"),
+    ("os.sysexts", [{"url": "file:///x.raw", "sha384": "a" * 96}], "os.sysexts: systemd system extensions"),
+    ("os.confexts", [{"url": "file:///x.raw", "sha384": "a" * 96}], "os.confexts: systemd configuration"),
+    ("os.selinux", {"mode": "enforcing"}, "os.selinux.mode: SELinux (enforcing) is not supported"),
+])
+def test_unsupported_features_are_named(path: str, value: Any, expect: str) -> None:
+    errs = errors_of(with_change(path, value))
+    assert any(expect in e for e in errs), errs
+
+
+def test_empty_unsupported_sections_ask_for_nothing() -> None:
+    data = with_change("os.selinux", {"mode": None})
+    data["storage"]["raid"] = {"software": []}
+    assert parse_host_config(data).os.hostname == "node-1"
+
+
+@pytest.mark.parametrize("path,value,expect", [
+    ("storage.disks.0.partitions.2.size", "1G", "differ in size"),
+    ("storage.disks.0.partitions.2.type", "home", "differ in partition type"),
+    ("storage.disks.0.partitions.1.id", "esp", "id 'esp' is already used at storage.disks[0].partitions[0].id"),
+    ("storage.disks.0.partitions.0.size", "grow", "only the last partition of a disk can grow"),
+    ("storage.disks.0.partitions.0.size", "10Q", "is not a size"),
+    ("storage.disks.0.partitions.0.size", 1000, "multiple of 4096"),
+    ("storage.filesystems.1.mountPoint", "/boot/efi", "is already the mount point"),
+    ("storage.filesystems.2.mountPoint", "var/lib", "is not an absolute path"),
+    ("storage.filesystems.2.mountPoint", "/var/../lib", "not a normalized path"),
+    ("storage.filesystems.1.deviceId", "root-a", "belongs to volume pair 'root'"),
+    ("storage.filesystems.1.deviceId", "nope", "'nope' is not a partition or A/B volume pair id"),
+    ("storage.filesystems.1.mountPoint", "/srv", "exactly one filesystem must be mounted at '/'"),
+    ("storage.filesystems.2.mountPoint", "/srv", "servicing datastore"),
+    ("storage.abUpdate.volumePairs.0.volumeBId", "root-a", "is already in volume pair"),
+    ("image.sha384", "abc", "expected 96 hex digits"),
+    ("image.url", "oci://registry/os:1", "only file://, http:// and https://"),
+    ("image", _DELETE, "filesystems with source 'image' need an image"),
+    ("os.hostname", "bad_host!", "not a valid host name"),
+    ("storage.disks.0.partitions.0.bogus", 1, "storage.disks[0].partitions[0].bogus: unknown key"),
+])
+def test_logic_errors_name_the_key(path: str, value: Any, expect: str) -> None:
+    errs = errors_of(with_change(path, value))
+    assert any(expect in e for e in errs), errs
+
+
+def test_round_trip_through_plain_data() -> None:
+    hc = parse_host_config(GOOD)
+    again = parse_host_config(to_data(hc))
+    assert again == hc
+    assert to_data(hc)["storage"]["abUpdate"]["volumePairs"][0]["volumeAId"] == "root-a"
+
+
+def test_sizes() -> None:
+    assert parse_size("8G") == 8 << 30
+    assert parse_size("512 M") == 512 << 20
+    assert parse_size(4096) == 4096
+    with pytest.raises(ValueError):
+        parse_size("1.5G")
+
+
+def _cli(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", default="/")
+    parser.add_argument("--debug", action="store_true")
+    add_parsers(parser.add_subparsers(dest="verb"))
+    return parser.parse_args(argv)
+
+
+def test_validate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(GOOD))
+    args = _cli(["validate", str(good)])
+    assert args.func(args) == 0
+    assert "valid" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(with_change("os.selinux", {"mode": "permissive"})))
+    args = _cli(["validate", str(bad)])
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: os.selinux.mode: SELinux (permissive) is not supported by tether" in err
+
+
+def test_validate_cli_reports_yaml_position(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "broken.yaml"
+    f.write_text("storage:\n  disks: [\n")
+    args = _cli(["validate", str(f)])
+    assert args.func(args) == 1
+    assert "line" in capsys.readouterr().err
