@@ -7,28 +7,56 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import shlex
-import shutil
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tether.errors import CommandError
-from tether.runner import Result, Runner
 
-LOG = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from tether.runner import Result, Runner
 DMI_KEYS = ("sys_vendor", "product_name", "product_serial", "product_uuid", "chassis_asset_tag",
             "board_vendor", "bios_vendor")
 
 
-@dataclass
+def _log() -> Any:
+    import logging  # not at import time: the generator imports this module
+    return logging.getLogger(__name__)
+
+
+def split_cmdline(text: str) -> list[str]:
+    """The kernel's own splitting: whitespace separates, double quotes group (and are dropped)."""
+    out, cur, quoted, has = [], [], False, False
+    for ch in text:
+        if ch == '"':
+            quoted, has = not quoted, True
+        elif ch.isspace() and not quoted:
+            if has:
+                out.append("".join(cur))
+            cur, has = [], False
+        else:
+            cur.append(ch)
+            has = True
+    if has:
+        out.append("".join(cur))
+    return out
+
+
 class Host:
-    sysroot: Path = Path("/")
-    runner: Runner = field(default_factory=Runner)
-    _cmdline: str | None = None
+    """The running machine as tether reads it (plain class: the generator imports this)."""
+
+    def __init__(self, sysroot: Path | str = Path("/"), runner: Runner | None = None) -> None:
+        self.sysroot = Path(sysroot)
+        self._runner = runner
+        self._cmdline: str | None = None
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            from tether.runner import Runner
+            self._runner = Runner()
+        return self._runner
 
     def read(self, rel: str) -> str | None:
         try:
@@ -43,10 +71,7 @@ class Host:
         return self._cmdline
 
     def cmdline_args(self) -> list[str]:
-        try:
-            return shlex.split(self.cmdline)
-        except ValueError:
-            return self.cmdline.split()
+        return split_cmdline(self.cmdline)
 
     def cmdline_value(self, key: str) -> str | None:
         """Last ``key=value`` on the kernel command line (the kernel's own rule: last one wins)."""
@@ -83,7 +108,7 @@ class Host:
         try:
             res = self.runner.run(["blkid", "-c", "/dev/null", "-o", "export"], check=False, timeout=10)
         except Exception as e:
-            LOG.debug("blkid: %s", e)
+            _log().debug("blkid: %s", e)
             return []
         found, dev = [], None
         for line in res.stdout.splitlines() + [""]:
@@ -101,6 +126,8 @@ class Host:
         containers) the ``wanted`` files are read in user space instead (ISO 9660 directly, vfat through
         mtools). A directory is used as is.
         """
+        import shutil
+        import tempfile
         if os.path.isdir(device):
             yield Path(device)
             return
@@ -116,7 +143,7 @@ class Host:
                 return
             if not wanted:
                 raise CommandError(res.argv, res.code, res.stdout, res.stderr)
-            LOG.debug("mount %s failed (%s); reading it in user space", device, res.stderr.strip())
+            _log().debug("mount %s failed (%s); reading it in user space", device, res.stderr.strip())
             self._extract(device, wanted, Path(tmp), res)
             yield Path(tmp)
         finally:
@@ -136,6 +163,7 @@ class Host:
             out.write_bytes(data)
 
     def _mtools_read(self, device: str, wanted: tuple[str, ...]) -> dict[str, bytes] | None:
+        import tempfile
         probe = self.runner.run(["mdir", "-i", device, "::"], check=False, timeout=10)
         if probe.code != 0:
             return None

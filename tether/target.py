@@ -7,10 +7,9 @@ symlinks *inside* the root so a link in the image can never make tether write ou
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import stat
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from tether.errors import TetherError
@@ -22,9 +21,25 @@ class TargetPathError(TetherError):
     pass
 
 
-@dataclass(frozen=True)
+_TMP_SEQ = itertools.count()
+
+
 class Target:
-    root: Path
+    """A root directory (plain class, not a dataclass: the generator imports this and every ms counts)."""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Target) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
+
+    def __repr__(self) -> str:
+        return f"Target(root={str(self.root)!r})"
 
     @classmethod
     def at(cls, root: str | os.PathLike[str]) -> Target:
@@ -118,7 +133,8 @@ class Target:
             finally:
                 os.close(fd)
             return host
-        fd, tmp = tempfile.mkstemp(dir=host.parent, prefix=f".{host.name}.")
+        tmp = host.parent / f".{host.name}.{os.getpid()}.{next(_TMP_SEQ)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
