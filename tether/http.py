@@ -62,12 +62,25 @@ def request(
                 break
             t = min(timeout, left)
         req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+        # the socket timeout bounds each read; this bounds the whole try (a server trickling bytes)
+        try_end = time.monotonic() + 2 * t
+        if deadline is not None:
+            try_end = min(try_end, deadline)
         try:
             with urllib.request.urlopen(req, timeout=t) as resp:
-                body = resp.read(max_body + 1)
-                if len(body) > max_body:
-                    raise HttpError(url, f"response larger than {max_body} bytes")
-                return Response(url, resp.status, body, dict(resp.headers.items()))
+                chunks: list[bytes] = []
+                size = 0
+                while True:
+                    chunk = resp.read1(65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > max_body:
+                        raise HttpError(url, f"response larger than {max_body} bytes")
+                    if time.monotonic() > try_end:
+                        raise TimeoutError(f"body still arriving after {2 * t:g}s")
+                return Response(url, resp.status, b"".join(chunks), dict(resp.headers.items()))
         except urllib.error.HTTPError as e:
             last = HttpError(url, f"HTTP {e.code} {e.reason}", e.code)
             if e.code not in retry_statuses:
