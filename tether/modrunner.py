@@ -39,6 +39,14 @@ def sem_path(ctx: ModuleContext, name: str, freq: str) -> str | None:
     return None
 
 
+def _sem_done(ctx: ModuleContext, name: str, freq_override: str | None) -> bool:
+    """A semaphore exists only for a module that ran with that frequency, so its presence is enough."""
+    if freq_override in (None, "once-per-instance") and ctx.target.exists(
+            f"{ctx.paths.instance_sem(ctx.instance_id)}/config_{name}"):
+        return True
+    return freq_override in (None, "once") and ctx.target.exists(f"{ctx.paths.once_sem}/config_{name}.once")
+
+
 def module_config(mod: Any, cloud_config: dict[str, Any], warnings: list[str]) -> Any:
     """Convert the keys this module's Config declares, leniently (unknown nested keys only warn)."""
     cfg_cls = mod.Config
@@ -62,6 +70,10 @@ def run_modules(ctx: ModuleContext, stage: str, names: list[tuple[str, str | Non
         t0 = time.monotonic()
         if name not in REGISTERED:
             LOG.debug("module %s: not implemented by tether", name)
+            continue
+        if not force and only_frequency is None and _sem_done(ctx, name, freq_override):
+            # decided without importing the module: later boots pay nothing for modules that already ran
+            run.events.append(ModuleEvent(name, stage, "already-ran", 0.0, freq_override or "semaphore"))
             continue
         mod = load(name)
         freq = only_frequency or freq_override or mod.FREQUENCY

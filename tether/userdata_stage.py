@@ -33,6 +33,12 @@ def process_userdata(env: Env, inst: InstanceData, status: StageStatus) -> dict[
     iid = inst.instance_id
     idir = env.paths.instance_dir(iid)
     store = InstanceStore(env.target, env.paths)
+    key = _inputs_key(env, inst)
+    cached = store.load_config(iid)
+    if cached is not None and key and env.target.read_text(f"{idir}/inputs.sha256", default="") == key:
+        # same user-data, vendor-data and system config as last boot: nothing to parse again
+        LOG.info("user-data unchanged since the last boot; using the processed configuration")
+        return cached
     vendor_enabled = bool((env.system_config.get("vendor_data") or {}).get("enabled", True))
     doc = instmod.instance_data_doc(inst, None)
     env.target.makedirs(f"{idir}/urlcache", mode=0o700)
@@ -56,11 +62,27 @@ def process_userdata(env: Env, inst: InstanceData, status: StageStatus) -> dict[
     if inst.vendordata is not None:
         env.target.write(f"{idir}/vendor-data.txt", inst.vendordata, mode=0o600)
     store.save_config(iid, merged)
+    env.target.write(f"{idir}/inputs.sha256", key)
     _write_scripts(env, f"{idir}/scripts", processed.scripts)
     _write_scripts(env, env.paths.scripts("vendor"), processed.vendor_scripts)
     if processed.boothooks:
         _run_boothooks(env, inst, processed.boothooks, status)
     return merged
+
+
+def _inputs_key(env: Env, inst: InstanceData) -> str:
+    """Hash of everything the processed configuration depends on; empty when it may depend on more
+    (includes and templates can change without the user-data changing)."""
+    import hashlib
+    import json
+    for raw in (inst.userdata, inst.vendordata):
+        if raw and (b"#include" in raw[:4096] or b"## template" in raw[:4096] or b"x-include" in raw[:65536]):
+            return ""
+    h = hashlib.sha256()
+    for part in (inst.userdata or b"", inst.vendordata or b"",
+                 json.dumps(env.system_config, sort_keys=True, default=str).encode()):
+        h.update(hashlib.sha256(part).digest())
+    return h.hexdigest()
 
 
 def _registered() -> tuple[str, ...]:

@@ -211,3 +211,28 @@ def test_network_config_rendered_once_then_memoized(tmp_path: Path) -> None:
     shutil.rmtree(root / "run")
     tether(root, "init", "--local")
     assert (root / "etc/systemd/network/10-tether-id0.network").exists()
+
+
+def test_second_boot_parses_and_imports_little(tmp_path: Path) -> None:
+    ud = "#cloud-config\nwrite_files:\n  - {path: /etc/x, content: x}\nruncmd: [[ls]]\n"
+    root = seed_root(tmp_path, ud)
+    boot(root)
+    shutil.rmtree(root / "run")
+    tether(root, "init", "--local")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tether", "--root", str(root), "init"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "import time" in line}
+    assert "tether.userdata.pipeline" not in imported        # same user-data: not parsed again
+    events = [json.loads(x) for x in (root / "var/log/tether-events.jsonl").read_text().splitlines()]
+    init = {m["name"]: m for m in events[-1]["modules"]}
+    # per-instance and already ran: decided from the semaphore, without importing the module
+    assert (init["write_files"]["result"], init["write_files"]["detail"]) == ("already-ran", "semaphore")
+    assert init["update_hostname"]["result"] == "ran"          # an always module still runs
+    # changed user-data on the same instance is processed again
+    (root / SEED / "user-data").write_text(ud + "bootcmd: [[true]]\n")
+    shutil.rmtree(root / "run")
+    tether(root, "init", "--local")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tether", "--root", str(root), "init"],
+                          capture_output=True, text=True, timeout=60)
+    assert "tether.userdata.pipeline" in proc.stderr
