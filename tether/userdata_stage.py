@@ -28,8 +28,6 @@ def _fetch(url: str) -> bytes:
 
 def process_userdata(env: Env, inst: InstanceData, status: StageStatus) -> dict[str, Any]:
     """Return the merged configuration (system config under vendor-data under user-data)."""
-    from tether.userdata import process
-
     iid = inst.instance_id
     idir = env.paths.instance_dir(iid)
     store = InstanceStore(env.target, env.paths)
@@ -39,6 +37,7 @@ def process_userdata(env: Env, inst: InstanceData, status: StageStatus) -> dict[
         # same user-data, vendor-data and system config as last boot: nothing to parse again
         LOG.info("user-data unchanged since the last boot; using the processed configuration")
         return cached
+    from tether.userdata import process
     vendor_enabled = bool((env.system_config.get("vendor_data") or {}).get("enabled", True))
     doc = instmod.instance_data_doc(inst, None)
     env.target.makedirs(f"{idir}/urlcache", mode=0o700)
