@@ -50,6 +50,7 @@ class Host:
         self.sysroot = Path(sysroot)
         self._runner = runner
         self._cmdline: str | None = None
+        self._args: list[str] | None = None
 
     @property
     def runner(self) -> Runner:
@@ -71,7 +72,9 @@ class Host:
         return self._cmdline
 
     def cmdline_args(self) -> list[str]:
-        return split_cmdline(self.cmdline)
+        if self._args is None:
+            self._args = split_cmdline(self.cmdline)
+        return self._args
 
     def cmdline_value(self, key: str) -> str | None:
         """Last ``key=value`` on the kernel command line (the kernel's own rule: last one wins)."""

@@ -112,6 +112,8 @@ class Target:
         ``mode``/``owner`` of None keep those of an existing file; a new file gets 0644 and our own ids.
         """
         data = content.encode() if isinstance(content, str) else content
+        # /run is tmpfs: nothing there survives a crash anyway, so no fsync (it costs ms per file at boot)
+        durable = not str(p).startswith("/run/")
         host = self.path(p)
         host.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -126,7 +128,8 @@ class Target:
             fd = os.open(host, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, mode)
             try:
                 os.write(fd, data)
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
                 os.fchmod(fd, mode)
                 if owner is not None:
                     os.fchown(fd, owner[0], owner[1])
@@ -142,7 +145,8 @@ class Target:
                 os.fchmod(f.fileno(), mode)
                 if owner is not None:
                     os.fchown(f.fileno(), owner[0], owner[1])
-                os.fsync(f.fileno())
+                if durable:
+                    os.fsync(f.fileno())
             os.replace(tmp, host)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

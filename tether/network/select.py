@@ -16,11 +16,11 @@ import base64
 import binascii
 import gzip
 import io
-import shlex
 from typing import Any
 
 from tether import yamlsafe
 from tether.errors import ConfigError
+from tether.host import split_cmdline
 from tether.network.live import Iface, fallback_nic
 from tether.network.openstack import is_network_data, network_data_to_v1
 from tether.network.parse import unwrap
@@ -41,10 +41,7 @@ def _says_something(doc: Any) -> bool:
 
 def cmdline_config(cmdline: str) -> dict[str, Any] | None:
     """The config from the last ``network-config=`` on the command line, or None."""
-    try:
-        args = shlex.split(cmdline)
-    except ValueError:
-        args = cmdline.split()
+    args = split_cmdline(cmdline)
     value = None
     for a in args:
         if a.startswith("network-config="):
