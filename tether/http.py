@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -53,6 +51,9 @@ def request(
     """
     if not url.startswith(("http://", "https://")):
         raise HttpError(url, "only http:// and https:// URLs are fetched")
+    import urllib.error  # here, not at import: urllib.request pulls in http.client, email and ssl
+    import urllib.request
+
     last: HttpError | None = None
     for attempt in range(retries + 1):
         t = timeout

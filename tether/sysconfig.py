@@ -13,7 +13,6 @@ import logging
 import os
 from typing import Any
 
-from tether import yamlsafe
 from tether.errors import ConfigError
 from tether.target import Target
 
@@ -88,7 +87,10 @@ def config_files(target: Target) -> list[str]:
 def load(target: Target, errors: list[str] | None = None) -> dict[str, Any]:
     """The merged system configuration. Problems are appended to ``errors`` (and logged); never raised."""
     cfg = copy.deepcopy(DEFAULTS)
-    for path in config_files(target):
+    files = config_files(target)
+    if files:
+        from tether import yamlsafe  # only when there is YAML to read
+    for path in files:
         try:
             data = yamlsafe.load(target.read_bytes(path), source=path)
         except ConfigError as e:
