@@ -158,6 +158,28 @@ def _begin(env: Env, stage: str) -> StageStatus:
     return status
 
 
+def _cached_if_manual(env: Env) -> tuple[Datasource, InstanceData] | None:
+    """``manual_cache_clean: true``: keep using the cached instance, whatever the datasource says now,
+    until an operator runs ``tether clean`` (cloud-init's meaning)."""
+    if not env.system_config.get("manual_cache_clean"):
+        return None
+    store = InstanceStore(env.target, env.paths)
+    iid = store.previous_id()
+    inst = store.load_instance(iid) if iid else None
+    if inst is None:
+        return None
+    LOG.info("manual_cache_clean: reusing cached instance %s without asking the datasource", iid)
+    from tether.datasources.none import NoneDatasource
+
+    class Cached(NoneDatasource):
+        NAME = inst.datasource
+
+        def describe(self) -> str:
+            return f"DataSource{inst.datasource} (cached, manual_cache_clean)"
+
+    return Cached(DsContext(env.host, env.target, env.runner, {})), inst
+
+
 def _crashed(status: StageStatus, e: BaseException) -> None:
     LOG.exception("stage %s failed", status.stage)
     status.error(f"{status.stage}: {type(e).__name__}: {e}")
@@ -167,7 +189,9 @@ def run_local(env: Env) -> int:
     status = _begin(env, "init-local")
     try:
         env.target.remove(f"{env.paths.run}/.instance-id")
-        found = find_datasource(env, network=False, status=status)
+        found = _cached_if_manual(env)
+        if found is None:
+            found = find_datasource(env, network=False, status=status)
         inst = None
         if found is None:
             LOG.info("no local datasource; the network stage will look for one")

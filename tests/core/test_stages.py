@@ -236,3 +236,19 @@ def test_second_boot_parses_and_imports_little(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tether", "--root", str(root), "init"],
                           capture_output=True, text=True, timeout=60)
     assert "tether.userdata.pipeline" in proc.stderr
+
+
+def test_manual_cache_clean_keeps_the_cached_instance(tmp_path: Path) -> None:
+    root = seed_root(tmp_path, "#cloud-config\nwrite_files:\n  - {path: /etc/m, content: m, append: true}\n")
+    (root / "etc/tether").mkdir(parents=True)
+    (root / "etc/tether/tether.cfg").write_text("manual_cache_clean: true\n")
+    boot(root)
+    (root / SEED / "meta-data").write_text("instance-id: iid-other\n")
+    shutil.rmtree(root / "run")
+    boot(root)
+    assert (root / "etc/m").read_text() == "m"   # not a new instance: per-instance modules did not rerun
+    assert (root / "run/tether/.instance-id").read_text().strip() == "iid-tether-demo-0001"
+    tether(root, "clean")
+    boot(root)
+    assert (root / "etc/m").read_text() == "mm"
+    assert (root / "run/tether/.instance-id").read_text().strip() == "iid-other"
