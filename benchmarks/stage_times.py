@@ -7,7 +7,9 @@ time spent in child commands (useradd, ssh-keygen...) taken out, against the iss
 Then checks with ``-X importtime`` that the local stage imports no jinja2, network or D-Bus library.
 
 Bytecode is compiled first into a private cache (PYTHONPYCACHEPREFIX), as an installed wheel would have it.
-Run: .venv/bin/python benchmarks/stage_times.py [--runs N]
+With ``--installed`` the stages run from a wheel installed into a fresh venv made with Debian's
+/usr/bin/python3 (system site-packages for python3-yaml), as on a host: no editable-install import hook.
+Run: .venv/bin/python benchmarks/stage_times.py [--runs N] [--installed]
 """
 
 from __future__ import annotations
@@ -46,15 +48,32 @@ def _child_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def _installed_python(work: Path, env: dict[str, str]) -> str:
+    wheels = work / "wheel"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(wheels), str(HERE)], check=True, env=env)
+    venv = work / "venv"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(venv)], check=True, env=env)
+    subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", "--no-deps",
+                    *map(str, wheels.glob("*.whl"))], check=True, env=env)
+    return str(venv / "bin/python")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--installed", action="store_true", help="run from a wheel in a fresh Debian-python venv")
     args = ap.parse_args()
     cache = tempfile.mkdtemp(prefix="tether-pyc-")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = cache
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "tether", "modules", "datasources", "engine"],
-                   cwd=HERE, env=env, check=True)
+    python = sys.executable
+    if args.installed:
+        python = _installed_python(Path(cache), env)
+    else:
+        env["PYTHONPYCACHEPREFIX"] = cache
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "tether", "modules", "datasources", "engine"],
+                       cwd=HERE, env=env, check=True)
+    print(f"python: {python}")
     walls: dict[str, list[float]] = {" ".join(s): [] for s in STAGES}
     nocmd: dict[str, list[float]] = {" ".join(s): [] for s in STAGES}
     cpus: dict[str, list[float]] = {" ".join(s): [] for s in STAGES}
@@ -67,7 +86,7 @@ def main() -> int:
                 n_before = len(events.read_text().splitlines()) if events.exists() else 0
                 t0 = time.perf_counter()
                 c0 = _child_cpu()
-                subprocess.run([sys.executable, "-m", "tether", "--root", str(root), *stage], env=env,
+                subprocess.run([python, "-m", "tether", "--root", str(root), *stage], env=env, cwd=d,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
                 wall = time.perf_counter() - t0
                 walls[key].append(wall)
@@ -88,8 +107,8 @@ def main() -> int:
     print(f"four stages, commands excluded: {total:.1f} ms (budget 400 ms) -> {'OK' if total <= 400 else 'OVER'}")
     with tempfile.TemporaryDirectory() as d:
         root = fresh_root(Path(d) / "root")
-        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tether", "--root", str(root), "init",
-                               "--local"], env=env, capture_output=True, text=True, check=False)
+        proc = subprocess.run([python, "-X", "importtime", "-m", "tether", "--root", str(root), "init",
+                               "--local"], env=env, capture_output=True, text=True, check=False, cwd=d)
         mods = [line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
         bad = sorted({m for m in mods if m.split(".")[0] in FORBIDDEN or m in FORBIDDEN})
         print(f"init --local imports {len(mods)} modules; heavy ones present: {', '.join(bad) or 'none'}")
