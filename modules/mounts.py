@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tether.convert import meta
@@ -100,22 +101,28 @@ def fstab_unescape(s: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
 
 
-def device_spec(spec: str) -> str | None:
-    """``sdc`` → ``/dev/sdc``; LABEL=/UUID=/paths/network specs as given; None for names that need datasource
-    device mapping (``ephemeralN``, ``swap``) which tether does not have."""
+def device_spec(spec: str, resolve: Callable[[str], str | None] | None = None) -> str | None:
+    """``sdc`` → ``/dev/sdc``; LABEL=/UUID=/paths/network specs as given; ``ephemeralN``/``swap`` and
+    ``device_aliases`` names (also ``alias.N``) through ``resolve`` (disk_setup's resolver, which knows the
+    datasource's block-device-mapping); None when they cannot be resolved."""
     if spec.startswith("/") or "=" in spec or ":" in spec:
         return spec
-    if re.match(r"^(ephemeral\d+|swap)$", spec):
+    if resolve is not None:
+        found = resolve(spec)
+        if found:
+            return found
+    if re.match(r"^(ephemeral\d+|swap)(\.\d+)?$", spec):
         return None
     return f"/dev/{spec}"
 
 
-def build_entries(cfg: Config, warn: list[str]) -> list[tuple[str, ...]]:
+def build_entries(cfg: Config, warn: list[str],
+                  resolve: Callable[[str], str | None] | None = None) -> list[tuple[str, ...]]:
     defaults = tuple(_field(v) for v in (cfg.mount_default_fields or DEFAULT_FIELDS))
     out = []
     for i, raw in enumerate(cfg.mounts):
         vals = [_field(v) for v in raw]
-        spec = device_spec(vals[0] or "")
+        spec = device_spec(vals[0] or "", resolve)
         if spec is None:
             warn.append(f"mounts[{i}]: {vals[0]!r} needs the datasource's device mapping, which tether does not "
                         "provide; entry skipped")
@@ -211,7 +218,8 @@ def create_swapfile(ctx: ModuleContext, path: str, size: int) -> bool:
 
 def handle(ctx: ModuleContext, cfg: Config) -> None:
     warn: list[str] = []
-    entries = build_entries(cfg, warn)
+    from tether.modules.disk_setup import device_for  # the same names disk_setup/fs_setup accept
+    entries = build_entries(cfg, warn, lambda name: device_for(ctx, name))
     for w in warn:
         ctx.warn(w)
     swap_created = False

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from tests.conftest import needs_root, needs_tool
-from tests.modules.sysmod_support import apply_twice, config_errors, parse
+from tests.modules.sysmod_support import apply, apply_twice, config_errors, parse
 from tether.modules import mounts as mod
 from tether.runner import Runner
 
@@ -116,3 +116,14 @@ def test_real_swapfile(make_ctx, root):
     with open(swap, "rb") as f:
         f.seek(os.sysconf("SC_PAGE_SIZE") - 10)
         assert f.read(10) == b"SWAPSPACE2"
+
+
+def test_datasource_and_alias_names_resolve_like_disk_setup(make_ctx, root):
+    """ephemeral0 comes from the datasource's block-device-mapping, as disk_setup resolves it."""
+    ctx = make_ctx()
+    ctx.instance.metadata["block-device-mapping"] = {"ephemeral0": "/dev/nonexistent-eph0"}
+    apply(mod, ctx, {"mounts": [["ephemeral0", "/mnt/eph"], ["ephemeral1", "/mnt/none"]]}, root)
+    fstab = (root / "etc/fstab").read_text()
+    assert "/dev/nonexistent-eph0\t/mnt/eph\t" in fstab or "/dev/nonexistent-eph0 /mnt/eph " in fstab
+    assert "/mnt/none" not in fstab
+    assert any("mounts[1]" in w for w in ctx.warnings)
