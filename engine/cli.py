@@ -1,4 +1,5 @@
-"""The engine's verbs: ``validate``, ``install``, ``update``, ``get``. ``add_parsers`` hangs them on tether's CLI."""
+"""The engine's verbs: ``validate``, ``install``, ``update``, ``commit``, ``rollback``, ``get``. ``add_parsers``
+hangs them on tether's CLI."""
 
 from __future__ import annotations
 
@@ -10,11 +11,21 @@ from typing import Any
 
 DEFAULT_CONFIG = "/etc/tether/host-configuration.yaml"
 OPERATIONS = ("stage", "finalize")
-GET_WHAT = ("status", "configuration", "last-error", "rollback-chain")
+GET_WHAT = ("status", "configuration", "last-error", "rollback-chain", "update-check")
+BOOT_LOADERS = ("auto", "systemd-boot", "grub", "uefi", "fake")
 LOG = logging.getLogger("tether.engine")
 
 EXIT_ERROR = 1
 EXIT_NOT_IMPLEMENTED = 3
+
+
+def _boot_args(p: Any, reboot: bool = True) -> None:
+    p.add_argument("--boot-loader", choices=BOOT_LOADERS, default="auto",
+                   help="boot loader to use (default: the one recorded at finalize, else detected)")
+    if reboot:
+        p.add_argument("--no-reboot", action="store_true", help="leave the reboot to the caller")
+    # where /proc and /sys facts of the running boot are read (tests point this at a fake tree)
+    p.add_argument("--machine-root", default="/", help=argparse.SUPPRESS)
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -29,14 +40,33 @@ def add_parsers(subparsers: Any) -> None:
                        help=f"host configuration (default: {DEFAULT_CONFIG} in the target root)")
         p.add_argument("--allowed-operations", default="stage,finalize", type=_operations,
                        help="comma-separated: stage, finalize (default: both)")
-        p.add_argument("--no-reboot", action="store_true", help="leave the reboot after finalize to the caller")
+        _boot_args(p)
+        p.add_argument("--tries", type=int, default=3, help="boot tries the new slot gets before the boot loader "
+                       "falls back (default 3; 0: no boot counting)")
         p.add_argument("--progress", choices=("auto", "bar", "json", "none"), default="auto",
                        help="progress display: a bar on a terminal (auto), JSON lines, or nothing")
         p.add_argument("--no-discard", action="store_true", help="do not discard the target before writing")
+        if verb == "update":
+            p.add_argument("--from-metadata", action="store_true",
+                           help="take the desired host configuration from the instance metadata")
+            p.add_argument("--reboot", nargs="+", metavar="POLICY", default=None,
+                           help="after finalize: now (default), never, or window HH:MM-HH:MM (local time)")
+            p.add_argument("--metadata-timeout", type=float, default=30.0,
+                           help="longest wait for the metadata service, in seconds (default 30)")
         if verb == "install":
             p.add_argument("--allow-running-root-disk", action="store_true",
                            help="(test harnesses only) allow the disk holding the running root")
         p.set_defaults(func=cmd_install if verb == "install" else cmd_update)
+
+    p = subparsers.add_parser("commit", help="commit a finalized update after its reboot (run at every boot)")
+    _boot_args(p)
+    p.set_defaults(func=cmd_commit)
+
+    p = subparsers.add_parser("rollback", help="boot the other A/B slot again (its committed image)")
+    _boot_args(p)
+    p.add_argument("--check", action="store_true", help="only say whether a rollback is possible (exit 0/1)")
+    p.add_argument("--tries", type=int, default=3, help="boot tries for the rolled-back slot (default 3)")
+    p.set_defaults(func=cmd_rollback)
 
     p = subparsers.add_parser("get", help="print the servicing state")
     p.add_argument("what", nargs="?", default="status", choices=GET_WHAT)
@@ -99,11 +129,44 @@ def _config_path(args: argparse.Namespace) -> str:
     return str(Target.at(args.root).path(DEFAULT_CONFIG))
 
 
-def _finalize(args: argparse.Namespace) -> int:
+def _servicing_env(args: argparse.Namespace, reboot: bool = True) -> Any:
+    from pathlib import Path
+
+    from tether.engine.bootsetup import Machine
+    from tether.engine.finalize import ServicingEnv
+    from tether.runner import Runner
+    from tether.target import Target
+
+    m = Path(getattr(args, "machine_root", "/"))
+    machine = Machine(cmdline=m / "proc/cmdline", boot_id=m / "proc/sys/kernel/random/boot_id",
+                      efivars=m / "sys/firmware/efi/efivars")
+    return ServicingEnv(root=Target.at(args.root), runner=Runner(), machine=machine,
+                        backend_name=getattr(args, "boot_loader", "auto"), tries=getattr(args, "tries", 3),
+                        reboot=reboot and not getattr(args, "no_reboot", False))
+
+
+def _finalize(args: argparse.Namespace, hc: Any = None) -> int:
     if "finalize" not in args.allowed_operations:
         return 0
-    _err("finalize: not implemented until the bootloader step; the staged slot is left as it is")
-    return EXIT_NOT_IMPLEMENTED
+    from tether.engine import finalize as fin
+    from tether.engine.rebootpolicy import parse_policy
+    from tether.errors import TetherError
+
+    try:
+        decision = parse_policy(getattr(args, "reboot", None)).decide()
+        env = _servicing_env(args, reboot=decision.reboot)
+        if args.verb == "install":
+            msg, _doc = fin.finalize_install(hc, env)
+        elif not decision.finalize:
+            print(f"staged; not finalizing now: {decision.reason}")
+            return 0
+        else:
+            msg, _doc = fin.finalize(env)
+        print(msg)
+        fin.reboot(env, "the new slot boots" + ("" if decision.reboot else f" ({decision.reason})"))
+    except TetherError as e:
+        return _report(e)
+    return 0
 
 
 def cmd_install(args: argparse.Namespace) -> int:
@@ -120,7 +183,7 @@ def cmd_install(args: argparse.Namespace) -> int:
             print("clean install staged (clean-install-staged)")
     except TetherError as e:
         return _report(e)
-    return _finalize(args)
+    return _finalize(args, hc)
 
 
 def cmd_update(args: argparse.Namespace) -> int:
@@ -130,15 +193,49 @@ def cmd_update(args: argparse.Namespace) -> int:
     from tether.runner import Runner
     from tether.target import Target
 
+    if args.from_metadata:
+        from tether.engine.metadata_update import cmd_from_metadata
+        return int(cmd_from_metadata(args, _servicing_env))
     try:
-        hc = _load(_config_path(args), args)
-        if "stage" in args.allowed_operations:
+        if "stage" in args.allowed_operations:  # finalize alone acts on what is staged; it needs no file
+            hc = _load(_config_path(args), args)
             what, _status = stage(hc, Runner(), Target.at(args.root),
                                   UpdateOptions(progress=make(args.progress), discard=not args.no_discard))
             print(what)
     except TetherError as e:
         return _report(e)
     return _finalize(args)
+
+
+def cmd_commit(args: argparse.Namespace) -> int:
+    from tether.engine.commit import commit
+    from tether.errors import TetherError
+
+    try:
+        res = commit(_servicing_env(args))
+    except TetherError as e:
+        return _report(e)
+    (print if res.code == 0 else _err)(res.message)
+    return int(res.code)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from tether.engine import finalize as fin
+    from tether.engine import rollback as rb
+    from tether.errors import TetherError
+
+    env = _servicing_env(args)
+    if args.check:
+        ok, msg = rb.check(env)
+        (print if ok else _err)(msg)
+        return 0 if ok else EXIT_ERROR
+    try:
+        msg, _doc = rb.rollback(env)
+        print(msg)
+        fin.reboot(env, "the rolled-back slot boots")
+    except TetherError as e:
+        return _report(e)
+    return 0
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -148,6 +245,14 @@ def cmd_get(args: argparse.Namespace) -> int:
 
     target = Target.at(args.root)
     path = state.datastore_location(target)
+    if args.what == "update-check":
+        from tether.engine.metadata_update import read_check
+        out_check = read_check(path)
+        if args.format == "json":
+            print(json.dumps(out_check, indent=2, sort_keys=True))
+        else:
+            sys.stdout.write(yamlsafe.dump(out_check) if out_check is not None else "null\n")
+        return 0
     if path.exists():
         with state.StateStore(path) as store:
             doc = store.current()

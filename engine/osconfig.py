@@ -132,15 +132,8 @@ def _copy_tree(src: Path, dst: Path, excluded: set[Path]) -> None:
 
 
 def install_units(target: Target) -> list[str]:
-    """Copy tether's systemd units (the tether.units package data) into the new root."""
-    try:
-        import tether.units as units_pkg
-    except ImportError:
-        return []
-    src_dir = Path(units_pkg.__file__).parent
-    out = []
-    for f in sorted(src_dir.iterdir()):
-        if f.suffix in (".service", ".target", ".timer"):
-            target.write(f"/etc/systemd/system/{f.name}", f.read_bytes(), mode=0o644)
-            out.append(f.name)
-    return out
+    """tether's systemd units, drop-ins and generator into the new root, enabled as ``tether install-units``
+    does (the commit unit and the metadata timer included), with the tether path found in that root."""
+    from tether.cli_units import install
+
+    return install(target, enable=True)

@@ -18,6 +18,9 @@ ENABLE = {
     "tether-network.service": "tether.target",
     "tether-config.service": "tether.target",
     "tether-final.service": "tether.target",
+    # the servicing engine's units run on every boot of a host the engine installed (ConditionPathExists)
+    "tether-commit.service": "multi-user.target",
+    "tether-update.timer": "timers.target",
 }
 
 

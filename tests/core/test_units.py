@@ -86,3 +86,38 @@ def test_generator_enables_or_records_why_not(tmp_path: Path) -> None:
     generator([str(out), str(out), str(out)], root=str(root), sysroot=str(sysroot))
     assert not link.is_symlink()
     assert "/etc/tether/disabled exists" in (root / "run/tether/disabled").read_text()
+
+
+ENGINE_UNITS = ["tether-commit.service", "tether-update.service", "tether-update.timer"]
+
+
+def test_engine_units_installed_enabled_and_gating_boot_complete(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    install(Target.at(root), tether_path="/usr/bin/tether")
+    unit_dir = root / "etc/systemd/system"
+    commit = (unit_dir / "tether-commit.service").read_text()
+    assert "ExecStart=/usr/bin/tether commit" in commit
+    assert "Before=boot-complete.target" in commit
+    # boot-complete.target (pulled in on counted boots) requires the commit, so a failed commit is never blessed
+    gate = (unit_dir / "boot-complete.target.d/10-tether.conf").read_text()
+    assert "Requires=tether-commit.service" in gate and "After=tether-commit.service" in gate
+    bless = (unit_dir / "systemd-bless-boot.service.d/10-esp.conf").read_text()
+    assert "RequiresMountsFor=" in bless and "/efi" in bless.split("RequiresMountsFor=")[1]
+    assert os.readlink(unit_dir / "multi-user.target.wants/tether-commit.service") == \
+        "/etc/systemd/system/tether-commit.service"
+    assert os.readlink(unit_dir / "timers.target.wants/tether-update.timer") == \
+        "/etc/systemd/system/tether-update.timer"
+    timer = (unit_dir / "tether-update.timer").read_text()
+    assert "OnBootSec=" in timer and "OnUnitActiveSec=" in timer and "RandomizedDelaySec=" in timer
+    assert "update --from-metadata" in (unit_dir / "tether-update.service").read_text()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_systemd_analyze_verify_accepts_engine_units(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    install(Target.at(root), tether_path="/bin/true")
+    unit_dir = root / "etc/systemd/system"
+    proc = subprocess.run(["systemd-analyze", "verify", *ENGINE_UNITS], cwd=unit_dir, capture_output=True, text=True,
+                          env={**os.environ, "SYSTEMD_UNIT_PATH": f"{unit_dir}:"}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == ""

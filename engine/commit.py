@@ -1,0 +1,200 @@
+"""Commit (``tether commit``, every boot, before ``boot-complete.target``): decide whether a finalized slot has
+proven itself.
+
+- Finalized, and still the boot that finalized: nothing yet (the reboot has not happened).
+- Finalized, and the expected entry booted: run the health checks. Pass: mark the entry good, make it the
+  default, flip the active volume, record ``provisioned``. Fail: mark the entry bad, record
+  ``ab-update-health-check-failed``, reboot into the previous slot (exit 1, so ``boot-complete.target`` is not
+  reached and systemd-bless-boot does not bless the entry).
+- Finalized, but another entry booted (the counter ran out, the firmware fell back): the new slot never came
+  up. Restore the previous configuration, record ``provisioned`` with the reason in ``lastError``.
+- ``ab-update-health-check-failed`` and the previous slot booted: record ``provisioned``, keeping the failure in
+  ``lastError``.
+- Never serviced, provisioned, staged: nothing to do (exit 0).
+
+A configuration that failed (health checks or boot) is remembered by its digest in ``rejectedSpecs``, so a
+metadata watch that still asks for it does not stage it again and again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from tether.engine import state
+from tether.engine.boot import BootBackend, BootError
+from tether.engine.finalize import ServicingEnv, backend_for, reboot, root_device_id
+from tether.engine.healthchecks import run_checks
+from tether.engine.hostconfig import parse_host_config
+from tether.engine.layout import Layout
+
+LOG = logging.getLogger(__name__)
+MAX_FAILED_REBOOTS = 2  # reboots tried to leave a slot that failed its checks, before giving up and staying
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    message: str
+    code: int = 0
+    status: dict[str, Any] | None = None
+
+
+def spec_digest(spec: dict[str, Any] | None) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def _rejected(doc: dict[str, Any], spec: dict[str, Any] | None) -> list[str]:
+    out = [d for d in (doc.get("rejectedSpecs") or []) if isinstance(d, str)]
+    d = spec_digest(spec)
+    if d not in out:
+        out.append(d)
+    return out[-20:]
+
+
+def commit(env: ServicingEnv) -> CommitResult:
+    ds = state.datastore_location(env.root)
+    if not ds.exists():
+        return CommitResult("nothing to commit: this host was never serviced by tether")
+    with state.StateStore(ds) as store:
+        doc = store.current()
+        cur = doc["servicingState"]
+        if cur == state.NOT_PROVISIONED:
+            return CommitResult("nothing to commit: this host was never serviced by tether", 0, doc)
+        if cur == state.PROVISIONED:
+            return CommitResult(f"nothing to commit: provisioned ({doc.get('abActiveVolume')} active)", 0, doc)
+        if cur in (state.AB_UPDATE_STAGED, state.CLEAN_INSTALL_STAGED):
+            return CommitResult(f"nothing to commit: {cur} (not finalized yet)", 0, doc)
+        boot = doc.get("boot") or {}
+        if not boot.get("entryId"):
+            return CommitResult(f"cannot commit: servicing state {cur} has no boot record", 1, doc)
+        if cur == state.AB_UPDATE_HEALTH_CHECK_FAILED:
+            return _after_failure(env, store, doc, boot)
+        now_id = env.machine.current_boot_id()
+        if now_id is not None and now_id == boot.get("finalizedBootId"):
+            return CommitResult(f"finalized; waiting for the reboot into {boot['entryId']}", 0, doc)
+        hc = parse_host_config(doc["spec"], "host configuration")
+        backend, _name, _esp = backend_for(env, hc, boot.get("backend"))
+        which = _booted(env, backend, doc, boot)
+        if which is None:
+            return CommitResult("cannot commit: cannot tell which entry booted (the boot loader exports none and "
+                                "the kernel command line has no root=PARTUUID=)", 1, doc)
+        if which == "expected":
+            return _check_and_commit(env, store, doc, boot, backend, hc)
+        return _fell_back(store, doc, boot, backend, which)
+
+
+def _booted(env: ServicingEnv, backend: BootBackend, doc: dict[str, Any], boot: dict[str, Any]) -> str | None:
+    """"expected", or a description of what booted instead, or None when nothing tells."""
+    booted = backend.booted_entry()
+    expected = boot["entryId"]
+    if booted is not None:
+        return "expected" if booted == expected else f"entry {booted}"
+    root = env.machine.root_partuuid()
+    if root is None:
+        return None
+    hc = parse_host_config(doc["spec"], "host configuration")
+    pid = Layout(hc).partition_for(root_device_id(hc), boot["targetVolume"])
+    want = str((doc.get("partitionUuids") or {}).get(pid, "")).lower()
+    return "expected" if root == want else f"root PARTUUID={root}"
+
+
+def _servicing_type(boot: dict[str, Any]) -> str:
+    return "clean-install" if boot.get("operation") == "clean-install" else "ab-update"
+
+
+def _check_and_commit(env: ServicingEnv, store: state.StateStore, doc: dict[str, Any], boot: dict[str, Any],
+                      backend: BootBackend, hc: Any) -> CommitResult:
+    entry = boot["entryId"]
+    report = run_checks(hc.health.checks, env.runner, env.root, servicing_type=_servicing_type(boot))
+    clean = boot.get("operation") == "clean-install"
+    if not report.ok:
+        err = state.error_record("health-check-failed", f"{entry} ({boot['targetVolume']}): {report.summary()}")
+        if clean:  # nothing to go back to: stay, and try again on the next boot
+            store.update("clean-install-health-check-failed", lastError=err)
+            return CommitResult(f"clean install failed its health checks: {report.summary()}", 1, store.current())
+        try:
+            backend.mark_bad(entry)
+        except BootError as e:
+            LOG.warning("could not mark %s bad: %s (its boot counter still runs out)", entry, e)
+        doc = store.current()
+        doc.update(servicingState=state.AB_UPDATE_HEALTH_CHECK_FAILED, lastError=err,
+                   rejectedSpecs=_rejected(doc, doc["spec"]),
+                   boot={**boot, "failedBootId": env.machine.current_boot_id(), "failedReboots": 1},
+                   slots={**doc["slots"], boot["targetVolume"]: {"state": "bad", "reason": err["message"],
+                                                                 "at": state.now()}})
+        store.record(doc, "ab-update-health-check-failed")
+        reboot(env, f"{entry} failed its health checks; the previous slot boots")
+        return CommitResult(f"health checks failed: {report.summary()}; rebooting into the previous slot", 1,
+                            doc)
+    try:
+        backend.mark_good(entry)
+        backend.set_default(entry)
+    except BootError as e:
+        store.update("commit-failed", lastError=state.error_record("boot-configuration", str(e)))
+        return CommitResult(f"cannot commit {entry}: {e}", 1, store.current())
+    doc = store.current()
+    vol = boot["targetVolume"]
+    doc.update(servicingState=state.PROVISIONED, abActiveVolume=vol if doc.get("abActiveVolume") else None,
+               lastError=None, boot={**boot, "committedAt": state.now()},
+               slots={**doc["slots"], vol: {"state": "committed", "entryId": entry, "committedAt": state.now()}})
+    if clean:
+        doc["abActiveVolume"] = vol if Layout(hc).pairs else None
+    store.record(doc, "committed")
+    return CommitResult(f"committed {entry}: {vol} is active ({report.summary()})", 0, doc)
+
+
+def _fell_back(store: state.StateStore, doc: dict[str, Any], boot: dict[str, Any], backend: BootBackend,
+               which: str) -> CommitResult:
+    entry = boot["entryId"]
+    if boot.get("operation") == "clean-install":
+        msg = f"the clean install's entry {entry} did not boot ({which} did)"
+        store.update("commit-failed", lastError=state.error_record("boot-fallback", msg))
+        return CommitResult(f"cannot commit: {msg}", 1, store.current())
+    tries = ""
+    with contextlib.suppress(BootError):
+        for e in backend.entries():
+            if e.id == entry and e.tries_left is not None:
+                tries = f"; tries left {e.tries_left}, done {e.tries_done}"
+    msg = f"{entry} ({boot['targetVolume']}) did not come up: the boot loader started {which} instead{tries}"
+    with contextlib.suppress(BootError):
+        backend.mark_bad(entry)
+    doc = store.current()
+    failed_spec = doc["spec"]
+    doc.update(servicingState=state.PROVISIONED, spec=doc.get("specOld") or failed_spec, specOld=None,
+               lastError=state.error_record("boot-fallback", msg), rejectedSpecs=_rejected(doc, failed_spec),
+               slots={**doc["slots"], boot["targetVolume"]: {"state": "bad", "reason": msg, "at": state.now()}})
+    store.record(doc, "boot-fallback")
+    return CommitResult(f"rolled back: {msg}; provisioned on {doc.get('abActiveVolume')}", 0, doc)
+
+
+def _after_failure(env: ServicingEnv, store: state.StateStore, doc: dict[str, Any],
+                   boot: dict[str, Any]) -> CommitResult:
+    now_id = env.machine.current_boot_id()
+    if now_id is not None and now_id == boot.get("failedBootId"):
+        return CommitResult(f"{boot['entryId']} failed its health checks; waiting for the reboot into the "
+                            "previous slot", 1, doc)
+    hc = parse_host_config(doc["specOld"] or doc["spec"], "host configuration")
+    backend, _n, _e = backend_for(env, hc, boot.get("backend"))
+    which = _booted(env, backend, doc, boot)
+    if which is None:
+        return CommitResult("cannot tell which entry booted after the failed update", 1, doc)
+    if which == "expected":  # still on the failed slot: the reboot did not leave it
+        n = int(boot.get("failedReboots") or 1)
+        if n >= MAX_FAILED_REBOOTS:
+            return CommitResult(f"still on {boot['entryId']}, which failed its health checks, after {n} reboots; "
+                                "staying (use tether rollback or fix the boot configuration)", 1, doc)
+        with contextlib.suppress(BootError):
+            backend.mark_bad(boot["entryId"])
+        store.update("health-check-failed-reboot", boot={**boot, "failedBootId": now_id, "failedReboots": n + 1})
+        reboot(env, f"{boot['entryId']} failed its health checks; the previous slot boots")
+        return CommitResult(f"still on {boot['entryId']}; rebooting into the previous slot again", 1,
+                            store.current())
+    doc.update(servicingState=state.PROVISIONED, spec=doc.get("specOld") or doc["spec"], specOld=None)
+    store.record(doc, "rolled-back-after-health-check")
+    return CommitResult(f"back on {doc.get('abActiveVolume')} after the failed update: provisioned (last error: "
+                        f"{(doc.get('lastError') or {}).get('message')})", 0, doc)
+
