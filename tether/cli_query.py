@@ -26,7 +26,7 @@ def load_doc(target: Target) -> dict[str, Any]:
     # v1 keys at top level too, as cloud-init's query and templates offer them
     for k, v in (doc.get("v1") or {}).items():
         doc.setdefault(k, v)
-    return doc
+    return dict(doc)
 
 
 def lookup(doc: Any, dotted: str) -> Any:

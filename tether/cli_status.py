@@ -43,9 +43,9 @@ def main(args: argparse.Namespace) -> int:
             if summary.get("last_update") is not None:
                 print(f"last_update: {summary['last_update']}")
             print(f"detail: {summary['detail']}")
-            for e in summary["errors"]:  # type: ignore[attr-defined]
+            for e in summary["errors"]:
                 print(f"error: {e}")
-            for lvl, msgs in summary["recoverable_errors"].items():  # type: ignore[attr-defined]
+            for lvl, msgs in summary["recoverable_errors"].items():
                 for m in msgs:
                     print(f"{lvl.lower()}: {m}")
     return exit_code(summary)

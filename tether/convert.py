@@ -170,8 +170,8 @@ class Converter:
                 return None
             return tuple(self.convert(inner, v, f"{path}[{i}]") for i, v in enumerate(value))
         if origin in (dict, Mapping) or tp is dict:
-            args = get_args(tp)
-            vt = args[1] if len(args) == 2 else Any
+            kv = get_args(tp)
+            vt = kv[1] if len(kv) == 2 else Any
             if not isinstance(value, dict):
                 self.err(path, f"expected a mapping, got {_describe(value)}")
                 return None
@@ -313,9 +313,9 @@ def json_schema(tp: Any, defs: dict[str, Any] | None = None) -> dict[str, Any]:
         args = [a for a in get_args(tp) if a is not Ellipsis]
         out = {"type": "array", "items": json_schema(args[0], defs) if args else {}}
     elif origin in (dict, Mapping) or tp is dict:
-        args = get_args(tp)
-        out = {"type": "object", "additionalProperties": json_schema(args[1], defs) if len(args) == 2 else {}}
-    elif dataclasses.is_dataclass(tp):
+        kv = get_args(tp)
+        out = {"type": "object", "additionalProperties": json_schema(kv[1], defs) if len(kv) == 2 else {}}
+    elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
         name = f"{tp.__module__.rsplit('.', 1)[-1]}.{tp.__qualname__}".replace(".", "_")
         if name not in defs:
             defs[name] = {}

@@ -27,7 +27,9 @@ def _log() -> Any:
 
 def split_cmdline(text: str) -> list[str]:
     """The kernel's own splitting: whitespace separates, double quotes group (and are dropped)."""
-    out, cur, quoted, has = [], [], False, False
+    out: list[str] = []
+    cur: list[str] = []
+    quoted = has = False
     for ch in text:
         if ch == '"':
             quoted, has = not quoted, True
@@ -155,11 +157,11 @@ class Host:
     def _extract(self, device: str, wanted: tuple[str, ...], dest: Path, mount_res: Result) -> None:
         from tether.isoread import IsoError, read_files
         try:
-            files = read_files(device, list(wanted))
+            files: dict[str, bytes] | None = read_files(device, list(wanted))
         except IsoError:
             files = self._mtools_read(device, wanted)
-            if files is None:
-                raise CommandError(mount_res.argv, mount_res.code, mount_res.stdout, mount_res.stderr)
+        if files is None:
+            raise CommandError(mount_res.argv, mount_res.code, mount_res.stdout, mount_res.stderr)
         for rel, data in files.items():
             out = dest / rel
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -82,7 +82,8 @@ def candidate_names(env: Env, network: bool, fresh: bool = False) -> list[str]:
 def _load_ds(name: str) -> type[Datasource] | None:
     from tether.datasources import load
     try:
-        return load(name)
+        cls: type[Datasource] = load(name)
+        return cls
     except (ImportError, KeyError, AttributeError) as e:
         LOG.warning("datasource %s unavailable: %s", name, e)
         return None
@@ -169,13 +170,13 @@ def _cached_if_manual(env: Env) -> tuple[Datasource, InstanceData] | None:
     if inst is None:
         return None
     LOG.info("manual_cache_clean: reusing cached instance %s without asking the datasource", iid)
-    from tether.datasources.none import NoneDatasource
+    name = inst.datasource
 
-    class Cached(NoneDatasource):
-        NAME = inst.datasource
+    class Cached(Datasource):
+        NAME = name
 
         def describe(self) -> str:
-            return f"DataSource{inst.datasource} (cached, manual_cache_clean)"
+            return f"DataSource{name} (cached, manual_cache_clean)"
 
     return Cached(DsContext(env.host, env.target, env.runner, {})), inst
 

@@ -86,7 +86,7 @@ def _inputs_key(env: Env, inst: InstanceData) -> str:
 
 def _registered() -> tuple[str, ...]:
     from tether.modules import REGISTERED
-    return REGISTERED
+    return tuple(REGISTERED)
 
 
 def _write_scripts(env: Env, directory: str, scripts: list[Any]) -> None:
