@@ -113,7 +113,7 @@ def _sys_block_name(path: str) -> str | None:
 
 def mounts() -> list[tuple[str, str]]:
     """(source, mount point) from /proc/self/mounts, octal escapes decoded."""
-    out = []
+    out: list[tuple[str, str]] = []
     try:
         text = Path("/proc/self/mounts").read_text()
     except OSError:

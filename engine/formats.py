@@ -189,7 +189,8 @@ class ZstdReader:
         self._zstd: Any = zstandard
         d = zstandard.ZstdDecompressor(max_window_size=max_window)
         self._frames = FrameTracker()
-        self._r = d.stream_reader(_RawAdapter(inner, self._frames), read_size=INPUT_BLOCK, read_across_frames=True)
+        source: Any = _RawAdapter(inner, self._frames)  # file-like enough: zstandard only calls read()
+        self._r = d.stream_reader(source, read_size=INPUT_BLOCK, read_across_frames=True)
 
     def readinto(self, buf: memoryview) -> int:
         try:

@@ -154,9 +154,9 @@ def _deploy_cosi(image: OsImage, cosi: CosiStream, targets: dict[str, str], disc
     if missing:
         raise ImageContentError(f"{image.url}: the COSI image has no filesystem for {', '.join(sorted(missing))} "
                                 f"(it has {', '.join(fs.mount_point for fs in meta.filesystems)})")
-    for fs in meta.filesystems:
-        if fs.mount_point in targets and fs.verity:
-            raise ImageContentError(f"{image.url}: the image for {fs.mount_point} uses dm-verity, which tether "
+    for described in meta.filesystems:
+        if described.mount_point in targets and described.verity:
+            raise ImageContentError(f"{image.url}: the image for {described.mount_point} uses dm-verity, which tether "
                                     "does not support")
     out: list[Deployed] = []
     for name, entry in cosi.images():

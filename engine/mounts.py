@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tether.engine import blockdev
@@ -36,7 +36,7 @@ def clear(runner: Runner, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def mounted(runner: Runner, path: Path, entries: list[tuple[str, str, str | None, str]]) -> Iterator[Path]:
+def mounted(runner: Runner, path: Path, entries: Sequence[tuple[str, str, str | None, str]]) -> Iterator[Path]:
     """Mount ``(device, mount point, fstype, options)`` entries under ``path`` (the root entry first)."""
     clear(runner, path)
     path.mkdir(parents=True, exist_ok=True)

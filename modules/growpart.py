@@ -113,7 +113,7 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
     if not gp.ignore_growroot_disabled and ctx.target.exists(DISABLED_FLAG):
         LOG.info("growpart: %s exists; not growing (set ignore_growroot_disabled to override)", DISABLED_FLAG)
         return
-    mode = "auto" if gp.mode is True else str(gp.mode)
+    mode = str(gp.mode)
     for entry in gp.devices:
         found = _resolve(ctx, entry)
         if isinstance(found, str):
