@@ -1,15 +1,14 @@
 """scripts_user: runs the user's scripts (``#!`` parts and runcmd) once per instance, in name order.
 
-A failing script does not stop the others; the module reports every failure by name.
+A failing script does not stop the others; the module reports every failure by name (tether.script_dirs).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from tether.module import ModuleContext, ModuleError
-from tether.scripts import run_script
+from tether.module import ModuleContext
+from tether.script_dirs import run_dir
 
 NAME = "scripts_user"
 STAGE = "final"
@@ -21,24 +20,6 @@ RUN_WITHOUT_KEYS = True
 @dataclass(frozen=True)
 class Config:
     pass
-
-
-def run_dir(ctx: ModuleContext, directory: str) -> None:
-    try:
-        names = sorted(os.listdir(ctx.target.path(directory)))
-    except OSError:
-        return
-    failed = []
-    for name in names:
-        path = f"{directory}/{name}"
-        if not ctx.target.path(path).is_file():
-            continue
-        err = run_script(ctx.target, ctx.runner, path, ctx.paths.output_log,
-                         extra_env={"INSTANCE_ID": ctx.instance_id})
-        if err:
-            failed.append(f"{name} ({err})")
-    if failed:
-        raise ModuleError(f"scripts in {directory} failed: {', '.join(failed)}")
 
 
 def handle(ctx: ModuleContext, cfg: Config) -> None:

@@ -11,12 +11,10 @@ import logging
 import os
 from collections.abc import Sequence
 
-from tether.errors import CommandError
 from tether.module import ModuleContext, ModuleError
-from tether.scripts import SCRIPT_TIMEOUT, append_output
+from tether.scripts import run_script
 
 LOG = logging.getLogger(__name__)
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def executables(ctx: ModuleContext, directory: str) -> list[str]:
@@ -45,20 +43,12 @@ def run_dir(ctx: ModuleContext, directory: str, prefix: Sequence[str] = ()) -> i
         LOG.info("not running %d script(s) in %s: %s holds no runnable system", len(scripts), directory,
                  ctx.target.root)
         return 0
-    env = {"PATH": PATH, "INSTANCE_ID": ctx.instance_id}
     failed = []
     for path in scripts:
-        try:
-            res = ctx.run_in_target([*prefix, path], env=env, check=False, timeout=SCRIPT_TIMEOUT)
-        except CommandError as e:
-            append_output(ctx.target, ctx.paths.output_log, f"{path} failed", str(e))
-            failed.append(f"{os.path.basename(path)} ({e})")
-            continue
-        if res is None:
-            continue
-        append_output(ctx.target, ctx.paths.output_log, f"{path} (exit {res.code})", res.stdout + res.stderr)
-        if res.code != 0:
-            failed.append(f"{os.path.basename(path)} (exit code {res.code})")
+        err = run_script(ctx.target, ctx.runner, path, ctx.paths.output_log,
+                         extra_env={"INSTANCE_ID": ctx.instance_id}, prefix=prefix)
+        if err:
+            failed.append(f"{os.path.basename(path)} ({err})")
     if failed:
         raise ModuleError(f"scripts in {directory} failed: {', '.join(failed)}")
     return len(scripts)

@@ -23,7 +23,8 @@ def append_output(target: Target, log_path: str, header: str, text: str) -> None
 
 
 def run_script(target: Target, runner: Runner, path: str, log_path: str,
-               extra_env: Mapping[str, str] | None = None, args: Sequence[str] = ()) -> str | None:
+               extra_env: Mapping[str, str] | None = None, args: Sequence[str] = (),
+               prefix: Sequence[str] = ()) -> str | None:
     """Run an executable inside the target. Returns None on success, else a one-line reason.
 
     Live it runs directly; in an offline root it runs chrooted when the root holds a system, otherwise it is
@@ -39,7 +40,7 @@ def run_script(target: Target, runner: Runner, path: str, log_path: str,
     if not os.access(host_path, os.X_OK):
         return f"{path} is not executable"
     try:
-        res = runner.run([path, *args], env=env, chroot=chroot, check=False, timeout=SCRIPT_TIMEOUT)
+        res = runner.run([*prefix, path, *args], env=env, chroot=chroot, check=False, timeout=SCRIPT_TIMEOUT)
     except CommandError as e:
         append_output(target, log_path, f"{path} failed", str(e))
         return str(e)
