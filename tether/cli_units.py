@@ -54,7 +54,8 @@ def install(target: Target, enable: bool = True, tether_path: str | None = None)
             written.append(dest)
     if enable:
         for unit, wanted_by in ENABLE.items():
-            link = target.path(f"{UNIT_DIR}/{wanted_by}.wants/{unit}")
+            # not path(): an existing enable link would resolve to the unit file itself, which would be replaced
+            link = target.path_nofollow(f"{UNIT_DIR}/{wanted_by}.wants/{unit}")
             link.parent.mkdir(parents=True, exist_ok=True)
             if link.is_symlink() or link.exists():
                 link.unlink()

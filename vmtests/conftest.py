@@ -20,6 +20,10 @@ from vmtests.harness.lab import Lab, log_tail, ssh_keypair
 HERE = Path(__file__).resolve().parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "vm_engine: boots QEMU guests through the servicing engine's A/B loop")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.fspath)).resolve().parents:

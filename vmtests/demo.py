@@ -64,6 +64,7 @@ def timeline(milestones: dict[str, float], status: dict) -> list[tuple[float, st
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/demo", description=__doc__)
     ap.add_argument("--keep", action="store_true", help="keep the work directory (serial log, disks)")
+    ap.add_argument("--no-update", action="store_true", help="stop after the first boot (skip the A/B update)")
     args = ap.parse_args(argv)
     t_all = time.monotonic()
     say("==> host tools (apt-get installs what is missing)")
@@ -104,15 +105,19 @@ def main(argv: list[str] | None = None) -> int:
         say(f"\n==> {title}")
         say("".join(f"    {line}\n" for line in v.data.get(key, "<missing>").splitlines()).rstrip())
     say(f"\n==> failed units: {', '.join(v.failed_units) or 'none'}")
-    say("==> A/B update: not part of the demo yet (the engine's update path is still being built)")
     say(f"==> serial console log: {outcome.result.log}")
-    say(f"==> total {time.monotonic() - t_all:.0f} s")
     if not args.keep:
         (work / "disk" / "tether.img").unlink(missing_ok=True)
+    ab_ok = True
+    if not args.no_update:
+        from vmtests import demo_ab
+
+        ab_ok = demo_ab.run(work, wheel, say)
+    say(f"==> total {time.monotonic() - t_all:.0f} s")
     if problems:
         say("!! problems:\n" + "\n".join(problems))
         return 1
-    return 0
+    return 0 if ab_ok else 1
 
 
 if __name__ == "__main__":

@@ -121,3 +121,15 @@ def test_systemd_analyze_verify_accepts_engine_units(tmp_path: Path) -> None:
                           env={**os.environ, "SYSTEMD_UNIT_PATH": f"{unit_dir}:"}, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == ""
+
+
+def test_install_units_twice_keeps_unit_files(tmp_path: Path) -> None:
+    # an A/B stage installs the units into a root that already has them enabled (seen in a QEMU boot: the
+    # enable links resolved to the unit files, which became links to themselves and the slot ran no tether unit)
+    target = Target.at(tmp_path)
+    install(target)
+    install(target)
+    unit = tmp_path / "etc/systemd/system/tether-commit.service"
+    assert unit.is_file() and not unit.is_symlink()
+    link = tmp_path / "etc/systemd/system/multi-user.target.wants/tether-commit.service"
+    assert os.readlink(link) == "/etc/systemd/system/tether-commit.service"

@@ -72,17 +72,21 @@ class Lab:
     def run(self, disk: Path, plan: Sequence[Sequence[Step]], *, name: str = "vm",
             seed_iso: Path | None = None, imds: ImdsServer | None = None, smbios: Sequence[str] = (),
             on_reboot: Callable[[int], None] | None = None, plan_files: dict[str, str | bytes] | None = None,
-            ssh_port: int | None = None, boot_timeout: float = BOOT_TIMEOUT) -> Outcome:
+            ssh_port: int | None = None, boot_timeout: float = BOOT_TIMEOUT,
+            extra_drives: Sequence[qemu.Drive] = (), max_boots: int | None = None) -> Outcome:
+        """``max_boots`` counts QEMU launches (default: one per plan boot); boots that never reach the guest agent
+        (a panicking slot) need more launches than the plan has boots."""
         self.work.mkdir(parents=True, exist_ok=True)
         top = qemu.overlay(disk, self.work / f"{name}.qcow2")
         drives = [qemu.Drive(verdict.plan_disk(self.work / f"{name}-plan.img", plan, plan_files))]
         if seed_iso is not None:
             drives.append(qemu.Drive(seed_iso, readonly=True))
+        drives.extend(extra_drives)
         log = self.work / f"{name}.serial.log"
         self.logs.append(log)
         vm = qemu.VM(disk=top, log=log, drives=drives, smp=self.smp, mem=self.mem,
                      net=qemu.Network(meta_port=imds.port if imds else None, ssh_port=ssh_port),
-                     smbios=list(smbios), boot_timeout=boot_timeout, max_boots=max(1, len(plan)))
+                     smbios=list(smbios), boot_timeout=boot_timeout, max_boots=max_boots or max(1, len(plan)))
         try:
             result = vm.run(on_reboot=on_reboot)
         finally:
