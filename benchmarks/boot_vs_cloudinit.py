@@ -4,7 +4,8 @@
 Same base image (vmtests' debootstrap rootfs); one copy gets Debian's cloud-init package (apt in a chroot), the
 other tether from this checkout. Both boot the same NoCloud seed (scenario 1's user-data) twice in one VM run: a
 first boot and a second boot of the same instance. Runs alternate between the two images, at least 3 each, and the
-medians are printed side by side with tether as a fraction of cloud-init.
+medians are printed side by side with tether as a fraction of cloud-init. ``--parallel`` boots each run's two VMs
+at the same time instead, so both see the same host load (for a busy shared host).
 
 Figures per boot: host-side seconds from QEMU start to ``multi-user.target`` and to "agent finished" (the guest's
 ``tether status --wait`` / ``cloud-init status --wait`` returning), and each stage's unit time from
@@ -17,10 +18,12 @@ Usage (root): .venv/bin/python benchmarks/boot_vs_cloudinit.py [--runs 3]
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -40,6 +43,7 @@ STAGE_UNITS = {
 }
 STAGES = ("local", "network", "config", "final")
 HOSTNAME = "bench-vm"
+BOOT_TIMEOUT = 900.0  # per boot: a loaded 2-core host takes minutes per TCG boot (the harness default is 300 s)
 DURATION = re.compile(r"(?:(\d+)min)?\s*(?:(\d+(?:\.\d+)?)s)?\s*(?:(\d+)ms)?")
 
 
@@ -71,18 +75,20 @@ def cloud_init_disk(work: Path) -> Path:
     return out
 
 
-def plan() -> list[list]:
+def plan(agent: str) -> list[list]:
     boot = [Check("hostname", f"test \"$(hostname)\" = {HOSTNAME}"),
             Capture("blame", "systemd-analyze blame --no-pager")]
+    if agent == "tether":  # the agent's own stage times (process start-up excluded), for the record
+        boot.append(Capture("agent-stages", "tether analyze show | grep -E '^(init|modules|total)'"))
     return [boot, boot]
 
 
-def measure(lab: Lab, name: str, disk: Path, iso: Path) -> list[dict[str, float]] | None:
-    outcome = lab.run(disk, plan(), name=name, seed_iso=iso)
+def measure(lab: Lab, name: str, disk: Path, iso: Path, log: Path) -> list[dict[str, float]] | None:
+    agent = "tether" if name.startswith("tether") else "cloud-init"
+    outcome = lab.run(disk, plan(agent), name=name, seed_iso=iso, boot_timeout=BOOT_TIMEOUT)
     if outcome.problems():
         print(f"  {name}: FAILED: " + "; ".join(outcome.problems())[:800], flush=True)
         return None
-    agent = "tether" if name.startswith("tether") else "cloud-init"
     boots = []
     for v in outcome.verdicts:
         blame = parse_blame(v.data.get("blame", ""))
@@ -91,6 +97,12 @@ def measure(lab: Lab, name: str, disk: Path, iso: Path) -> list[dict[str, float]
         row["power-on -> multi-user"] = v.milestones.get("multi_user", float("nan"))
         row["power-on -> agent done"] = v.milestones.get("agent_done", float("nan"))
         boots.append(row)
+        for line in v.data.get("agent-stages", "").splitlines():
+            print(f"    {name} boot {len(boots)} tether analyze: {line.strip()}", flush=True)
+    with log.open("a") as f:  # per run, so an interrupted benchmark still leaves its figures
+        f.write(json.dumps({"run": name, "boots": boots}) + "\n")
+    for n, row in enumerate(boots, start=1):
+        print(f"    {name} boot {n}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
     print(f"  {name}: first boot stage total {boots[0]['stage total']:.2f} s, second {boots[1]['stage total']:.2f} s,"
           f" run {outcome.result.wall:.0f} s", flush=True)
     return boots
@@ -99,6 +111,8 @@ def measure(lab: Lab, name: str, disk: Path, iso: Path) -> list[dict[str, float]
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3, help="VM runs per agent (each run = first + second boot)")
+    ap.add_argument("--parallel", action="store_true",
+                    help="boot each run's two VMs at the same time (same host load for both) instead of alternating")
     args = ap.parse_args()
     hosttools.ensure_host_tools()
     work = Path(tempfile.mkdtemp(prefix="bench-boot.", dir=cache.cache_dir()))
@@ -110,12 +124,30 @@ def main() -> int:
     user_data = sc.user_data(HOSTNAME, public).replace("#cloud-config\n", "#cloud-config\nlocale: C.UTF-8\n", 1)
     iso = seed.cidata_iso(work / "seed.iso", user_data, {"instance-id": "iid-bench-0001"},
                           network_config=sc.NETWORK_CONFIG)
-    print(f"images ready in {time.monotonic() - t0:.0f} s; {args.runs} runs per agent, alternating", flush=True)
+    mode = "both agents at once" if args.parallel else "alternating"
+    print(f"images ready in {time.monotonic() - t0:.0f} s; {args.runs} runs per agent, {mode}; per-run figures"
+          f" in {work / 'runs.jsonl'}", flush=True)
     results: dict[str, list[list[dict[str, float]]]] = {"tether": [], "cloud-init": []}
     lab = Lab(work / "vm")
     for i in range(args.runs):
+        if args.parallel:
+            got: dict[str, list[dict[str, float]] | None] = {}
+
+            def one(agent: str, i: int = i, got: dict[str, list[dict[str, float]] | None] = got) -> None:
+                got[agent] = measure(Lab(work / f"vm-{agent}"), f"{agent}-{i + 1}", disks[agent], iso,
+                                     work / "runs.jsonl")
+
+            threads = [threading.Thread(target=one, args=(a,)) for a in ("cloud-init", "tether")]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for agent, boots in got.items():
+                if boots:
+                    results[agent].append(boots)
+            continue
         for agent in ("cloud-init", "tether"):
-            boots = measure(lab, f"{agent}-{i + 1}", disks[agent], iso)
+            boots = measure(lab, f"{agent}-{i + 1}", disks[agent], iso, work / "runs.jsonl")
             if boots:
                 results[agent].append(boots)
     if not all(results.values()):

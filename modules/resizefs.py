@@ -46,6 +46,28 @@ def fs_resize_argv(fstype: str, device: str, mount_point: str) -> list[str] | No
     return None
 
 
+def ext_fills_device(device: str) -> bool:
+    """True when the ext2/3/4 filesystem on ``device`` already spans it to the last whole block, i.e.
+    ``resize2fs`` would only say "Nothing to do!". Read from the superblock; False whenever unsure."""
+    try:
+        with open(device, "rb") as f:
+            f.seek(1024)
+            sb = f.read(1024)
+            size = f.seek(0, os.SEEK_END)
+    except OSError:
+        return False
+    if len(sb) < 0x158 or int.from_bytes(sb[0x38:0x3A], "little") != 0xEF53:
+        return False
+    log_block = int.from_bytes(sb[0x18:0x1C], "little")
+    if log_block > 6:
+        return False
+    block = 1024 << log_block
+    blocks = int.from_bytes(sb[0x4:0x8], "little")
+    if int.from_bytes(sb[0x60:0x64], "little") & 0x80:  # INCOMPAT_64BIT: the high half of the block count
+        blocks |= int.from_bytes(sb[0x150:0x154], "little") << 32
+    return blocks > 0 and size // block <= blocks
+
+
 def resize_mounted(ctx: ModuleContext, mount: Mount, dev: BlockDev, background: bool = False) -> bool:
     """Grow the filesystem mounted at ``mount`` online. False when its type is not supported."""
     device = mount.source if mount.source.startswith("/dev/") and os.path.exists(mount.source) else dev.path
@@ -54,6 +76,10 @@ def resize_mounted(ctx: ModuleContext, mount: Mount, dev: BlockDev, background: 
         LOG.info("resizefs: %s filesystem at %s is not resized (unsupported type)", mount.fstype,
                  mount.mount_point)
         return False
+    if argv[0] == "resize2fs" and ext_fills_device(device):
+        # the common case on every boot after the first: no resize2fs process (~0.2-0.4 s under TCG)
+        LOG.info("resizefs: %s (%s) at %s already fills its device", device, mount.fstype, mount.mount_point)
+        return True
     if background:
         # setsid -f returns at once; output goes to tether's own stdout (not captured, so nothing waits
         # on a pipe held by the detached child).

@@ -9,14 +9,10 @@ union of the distro's groups and the ones the config gives.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 import datetime
 import functools
 import re
-import secrets
-import string
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -360,6 +356,8 @@ def is_hash(password: str) -> bool:
 
 @functools.cache
 def _libcrypt() -> Any:
+    import ctypes  # only when a password is compared: ctypes is a costly import at boot
+    import ctypes.util
     name = ctypes.util.find_library("crypt")
     if not name:
         return None
@@ -378,12 +376,15 @@ def password_matches(plain: str, stored: str) -> bool:
     lib = _libcrypt()
     if lib is None:
         return False
+    import secrets
     out = lib.crypt(plain.encode(), h.encode())
     return bool(out) and secrets.compare_digest(out, h.encode())
 
 
 def random_password(length: int = 20) -> str:
     """A random password with letters, digits and punctuation that survives a chpasswd line."""
+    import secrets
+    import string
     classes = (string.ascii_lowercase, string.ascii_uppercase, string.digits, "!#%+,-./;<=>?@[]^_{|}~")
     alphabet = "".join(classes)
     while True:

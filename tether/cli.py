@@ -1,15 +1,20 @@
 """tether's command line: cloud-init's verbs (so habits and scripts carry over) plus the engine's.
 
-Only argparse is imported up front; each verb imports what it needs, so ``tether status`` at boot is cheap.
+Each verb imports what it needs, so ``tether status`` at boot is cheap; the four stage command lines the units run
+(``init [--local]``, ``modules --mode config|final``) are recognised without argparse or the engine's parsers
+(imports cost ~12x under TCG and every stage is a new process).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
 
 from tether import __version__
 
@@ -70,6 +75,8 @@ def _lazy(module: str, func: str = "main") -> Callable[[argparse.Namespace], int
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", default=argparse.SUPPRESS, help="target root to configure (default: /)")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -130,16 +137,51 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def stage_args(argv: Sequence[str]) -> Any:
+    """The stage command lines the units run, parsed by hand; None for anything else (argparse handles it)."""
+    args = SimpleNamespace(root="/", debug=False, verb=None, local=False, mode=None)
+    it = iter(argv)
+    for tok in it:
+        if tok == "--debug":
+            args.debug = True
+        elif tok == "--root" or tok.startswith("--root="):
+            root = tok[7:] if tok.startswith("--root=") else next(it, None)
+            if not root:
+                return None
+            args.root = root
+        elif tok in ("init", "modules") and args.verb is None:
+            args.verb = tok
+        elif tok in ("--local", "-l") and args.verb == "init":
+            args.local = True
+        elif tok in ("--mode", "-m") or tok.startswith("--mode="):
+            mode = tok[7:] if tok.startswith("--mode=") else next(it, None)
+            if args.verb != "modules" or mode not in ("config", "final"):
+                return None
+            args.mode = mode
+        else:
+            return None
+    if args.verb == "init":
+        args.func = cmd_init
+    elif args.verb == "modules":
+        args.mode = args.mode or "config"
+        args.func = cmd_modules
+    else:
+        return None
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "root"):
-        args.root = "/"
-    if not hasattr(args, "debug"):
-        args.debug = False
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    args = stage_args(sys.argv[1:] if argv is None else argv)
+    if args is None:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not hasattr(args, "root"):
+            args.root = "/"
+        if not hasattr(args, "debug"):
+            args.debug = False
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
     from tether.errors import TetherError
     try:
         rc: int = args.func(args)

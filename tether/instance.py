@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import copy
 import os
-import platform
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +62,26 @@ def _text(b: bytes | None) -> str | None:
         return base64.b64encode(b).decode()
 
 
+def system_platform() -> str:
+    """``platform.platform()``'s string (``Linux-6.1.0-18-amd64-x86_64-with-glibc2.36``) without importing
+    ``platform``, which also runs ``uname -p`` in a child process: both are slow at boot under TCG."""
+    try:
+        libc = (os.confstr("CS_GNU_LIBC_VERSION") or "").replace(" ", "")
+    except (ValueError, OSError, AttributeError):
+        libc = ""
+    if not libc.startswith("glibc"):
+        import platform
+        return platform.platform()
+    u = os.uname()
+    text = "-".join(x.strip() for x in (u.sysname, u.release, u.machine, "with", libc) if x)
+    for c in ' /\\:;"()':
+        text = text.replace(c, "_" if c == " " else "-")
+    text = text.replace("unknown", "")
+    while "--" in text:
+        text = text.replace("--", "-")
+    return text.rstrip("-")
+
+
 def v1(inst: InstanceData, kernel_release: str | None = None) -> dict[str, Any]:
     """cloud-init's standardized v1 keys, with both underscore and hyphen spellings."""
     uname = os.uname()
@@ -77,10 +96,10 @@ def v1(inst: InstanceData, kernel_release: str | None = None) -> dict[str, Any]:
         "machine": uname.machine,
         "platform": inst.platform or inst.datasource.lower(),
         "public_ssh_keys": list(inst.public_ssh_keys),
-        "python_version": platform.python_version(),
+        "python_version": sys.version.split()[0],
         "region": inst.region,
         "subplatform": inst.subplatform,
-        "system_platform": platform.platform(),
+        "system_platform": system_platform(),
         "variant": "debian",
     }
     out: dict[str, Any] = {"_beta_keys": ["subplatform"]}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import uuid
 from typing import Any
 
 from tether.instance import InstanceData
@@ -89,7 +88,7 @@ class InstanceStore:
         path = "/etc/machine-id"
         if not self.target.exists(path):
             return
-        content = uuid.uuid4().hex + "\n" if self.target.live else ""
+        content = os.urandom(16).hex() + "\n" if self.target.live else ""  # 32 random hex digits
         self.target.write(path, content, mode=0o444)
         dbus = self.target.path("/var/lib/dbus/machine-id")
         if dbus.exists() and not dbus.is_symlink():

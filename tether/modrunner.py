@@ -63,7 +63,7 @@ def is_active(mod: Any, cloud_config: dict[str, Any]) -> bool:
 
 def run_modules(ctx: ModuleContext, stage: str, names: list[tuple[str, str | None]], status: StageStatus,
                 only_frequency: str | None = None, force: bool = False) -> StageRun:
-    from tether.modules import REGISTERED, load  # modules are imported only as a stage needs them
+    from tether.modules import ACTIVATED_BY, REGISTERED, load  # modules are imported only as a stage needs them
 
     run = StageRun()
     for name, freq_override in names:
@@ -74,6 +74,13 @@ def run_modules(ctx: ModuleContext, stage: str, names: list[tuple[str, str | Non
         if not force and only_frequency is None and _sem_done(ctx, name, freq_override):
             # decided without importing the module: later boots pay nothing for modules that already ran
             run.events.append(ModuleEvent(name, stage, "already-ran", 0.0, freq_override or "semaphore"))
+            continue
+        keys = ACTIVATED_BY.get(name, ())
+        if (keys is not None and not any(k in ctx.cloud_config for k in keys)
+                and (freq_override is None or freq_override in FREQUENCIES)):
+            # no key for it: skipped without importing the module (a bad frequency is still reported below)
+            run.events.append(ModuleEvent(name, stage, "skipped", 0.0, "no configuration"))
+            _run_deferred(ctx, name)
             continue
         mod = load(name)
         freq = only_frequency or freq_override or mod.FREQUENCY

@@ -98,6 +98,7 @@ class Runner:
         res = Result(full, proc.returncode, _text(proc.stdout), _text(proc.stderr),
                      time.monotonic() - start)
         CLOCK.commands += res.seconds
+        LOG.debug("  exit %d after %.3f s: %s", proc.returncode, res.seconds, full[0])
         if check and proc.returncode != 0:
             raise CommandError(full, proc.returncode, res.stdout, redact(res.stderr, secrets))
         return res

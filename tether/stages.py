@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tether import instance as instmod
-from tether import sysconfig
+from tether import sysconfig, yamlsafe
 from tether.datasource import Datasource, DsContext
-from tether.errors import TetherError
+from tether.errors import ConfigError, TetherError
 from tether.host import Host
 from tether.instance import InstanceData
 from tether.instancestore import InstanceStore
@@ -47,6 +48,7 @@ class Env:
     def create(cls, target: Target, host: Host | None = None, runner: Runner | None = None) -> Env:
         runner = runner or Runner()
         errors: list[str] = []
+        yamlsafe.use_memo(target.path(f"{PATHS.data}/yaml-memo.json"))
         cfg = sysconfig.load(target, errors)
         return cls(target, host or Host(runner=runner), runner, PATHS, cfg, errors)
 
@@ -152,6 +154,7 @@ def write_instance_data(env: Env, inst: InstanceData, merged: dict[str, Any] | N
 # -- stages --------------------------------------------------------------------------------------
 
 def _begin(env: Env, stage: str) -> StageStatus:
+    env.target.defer_sync()  # one flush at the end of the stage (_finish), not one per file written
     status = StageStatus(env.target, stage, env.paths)
     status.start()
     for e in env.config_errors:
@@ -181,6 +184,25 @@ def _cached_if_manual(env: Env) -> tuple[Datasource, InstanceData] | None:
     return Cached(DsContext(env.host, env.target, env.runner, {})), inst
 
 
+def _finish(env: Env, status: StageStatus) -> None:
+    status.finish()
+    yamlsafe.save_memo()
+    env.target.sync()  # the stage's files reach the disk together (see _begin)
+
+
+def _preparse_userdata(inst: InstanceData) -> None:
+    """The local stage has PyYAML loaded already: parse plain ``#cloud-config`` user-data and vendor-data now, so
+    the network stage finds them in the parse memo and starts no YAML parser. Errors are the network stage's to
+    report."""
+    for blob in (inst.userdata, inst.vendordata):
+        if not blob or not blob.removeprefix(b"\xef\xbb\xbf").startswith(b"#cloud-config"):
+            continue
+        try:
+            yamlsafe.load(blob.decode("utf-8").removeprefix("\ufeff"), "user-data")
+        except (ConfigError, UnicodeDecodeError):
+            pass
+
+
 def _crashed(status: StageStatus, e: BaseException) -> None:
     LOG.exception("stage %s failed", status.stage)
     status.error(f"{status.stage}: {type(e).__name__}: {e}")
@@ -199,24 +221,25 @@ def run_local(env: Env) -> int:
         else:
             ds, inst = found
             _record_found(env, ds, inst, status)
+            if "yaml" in sys.modules:
+                _preparse_userdata(inst)
         # always, so a host with no local datasource still gets fallback DHCP to reach a metadata service
         _apply_network(env, inst, status)
     except Exception as e:
         _crashed(status, e)
     finally:
-        status.finish()
+        _finish(env, status)
     return 1 if status.errors else 0
 
 
 def _network_key(env: Env, inst: InstanceData | None) -> str:
     """Everything the rendered network config depends on, hashed: same key, same files."""
-    import hashlib
-
+    from tether.digest import sha256
     from tether.network.live import sysfs_interfaces
     ifaces = [(i.name, i.mac, i.carrier, i.physical, i.driver) for i in sysfs_interfaces(env.host.sysroot)]
     doc = [env.host.cmdline_value("network-config"), env.system_config.get("network"),
            inst.network_config if inst else None, ifaces, env.live]
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+    return str(sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest())
 
 
 def _apply_network(env: Env, inst: InstanceData | None, status: StageStatus) -> None:
@@ -279,7 +302,7 @@ def run_network(env: Env) -> int:
     except Exception as e:
         _crashed(status, e)
     finally:
-        status.finish()
+        _finish(env, status)
     return 1 if status.errors else 0
 
 
@@ -348,9 +371,10 @@ def run_modules_stage(env: Env, mode: str) -> int:
     except Exception as e:
         _crashed(status, e)
     finally:
-        status.finish()
+        _finish(env, status)
         if mode == "final":
             _finish_boot(env, inst)
+            env.target.sync()
     return 1 if status.errors else 0
 
 

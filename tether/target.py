@@ -27,10 +27,24 @@ _TMP_SEQ = itertools.count()
 class Target:
     """A root directory (plain class, not a dataclass: the generator imports this and every ms counts)."""
 
-    __slots__ = ("root",)
+    __slots__ = ("root", "_defer_sync", "_sync_pending")
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._defer_sync = False
+        self._sync_pending = False
+
+    def defer_sync(self) -> None:
+        """From now on durable writes skip their own fsync until ``sync()``: a stage flushes once at its end
+        instead of once per file (every fsync is a host-side flush of the VM's disk, slow under TCG). Files are
+        still replaced atomically (temp file + rename)."""
+        self._defer_sync = True
+
+    def sync(self) -> None:
+        """Flush what was written since ``defer_sync()`` (one ``sync()`` for all of it)."""
+        if self._sync_pending:
+            os.sync()
+            self._sync_pending = False
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Target) and other.root == self.root
@@ -129,7 +143,7 @@ class Target:
             try:
                 os.write(fd, data)
                 if durable:
-                    os.fsync(fd)
+                    self._fsync(fd)
                 os.fchmod(fd, mode)
                 if owner is not None:
                     os.fchown(fd, owner[0], owner[1])
@@ -146,13 +160,19 @@ class Target:
                 if owner is not None:
                     os.fchown(f.fileno(), owner[0], owner[1])
                 if durable:
-                    os.fsync(f.fileno())
+                    self._fsync(f.fileno())
             os.replace(tmp, host)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
         return host
+
+    def _fsync(self, fd: int) -> None:
+        if self._defer_sync:
+            self._sync_pending = True
+        else:
+            os.fsync(fd)
 
     def remove(self, p: str) -> bool:
         try:

@@ -72,16 +72,17 @@ def process_userdata(env: Env, inst: InstanceData, status: StageStatus) -> dict[
 def _inputs_key(env: Env, inst: InstanceData) -> str:
     """Hash of everything the processed configuration depends on; empty when it may depend on more
     (includes and templates can change without the user-data changing)."""
-    import hashlib
     import json
+
+    from tether.digest import sha256
     for raw in (inst.userdata, inst.vendordata):
         if raw and (b"#include" in raw[:4096] or b"## template" in raw[:4096] or b"x-include" in raw[:65536]):
             return ""
-    h = hashlib.sha256()
+    h = sha256()
     for part in (inst.userdata or b"", inst.vendordata or b"",
                  json.dumps(env.system_config, sort_keys=True, default=str).encode()):
-        h.update(hashlib.sha256(part).digest())
-    return h.hexdigest()
+        h.update(sha256(part).digest())
+    return str(h.hexdigest())
 
 
 def _registered() -> tuple[str, ...]:

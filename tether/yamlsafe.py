@@ -1,20 +1,116 @@
-"""Safe YAML loading with limits: size, expanded node count (alias bombs), clear error positions."""
+"""Safe YAML loading with limits: size, expanded node count (alias bombs), clear error positions.
+
+PyYAML is imported only when a document has to be parsed: importing it costs ~0.7 s in a TCG guest. A stage can
+keep a parse memo (``use_memo``): documents that parsed cleanly and survive a JSON round trip unchanged are
+remembered by their exact text, so a later stage or boot reading the same seed or user-data needs no YAML parser.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
-
-import yaml
 
 from tether.errors import ConfigError
 
 MAX_YAML_BYTES = 16 * 1024 * 1024
 MAX_EXPANDED_NODES = 1_000_000
+MEMO_MAX_BYTES = 2 * 1024 * 1024   # the whole memo file; a document that alone is larger is not remembered
 
-try:  # the C loader is ~10x faster; fall back when libyaml is absent
-    _Loader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
+
+def _yaml() -> Any:
+    import yaml
+    return yaml
+
+
+def _loader() -> Any:
+    yaml = _yaml()
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is ~10x faster when libyaml is there
+
+
+class _Memo:
+    """text -> JSON of the parsed document, loaded from and saved to one 0600 file."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.entries: dict[str, str] = {}
+        self.used: set[str] = set()
+        self.dirty = False
+
+    def get(self, text: str) -> Any:
+        js = self.entries.get(text)
+        if js is None:
+            return None, False
+        self.used.add(text)
+        return json.loads(js), True
+
+    def put(self, text: str, data: Any) -> None:
+        if self.path is None:
+            return
+        try:
+            js = json.dumps(data, allow_nan=False)
+        except (TypeError, ValueError):  # dates, binary, non-string keys...: YAML-only types
+            return
+        if len(js) + len(text) > MEMO_MAX_BYTES or json.loads(js) != data or not _same_types(json.loads(js), data):
+            return
+        self.entries[text] = js
+        self.used.add(text)
+        self.dirty = True
+
+
+def _same_types(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return all(_same_types(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return all(_same_types(x, y) for x, y in zip(a, b, strict=True))
+    return True
+
+
+_MEMO = _Memo()
+
+
+def use_memo(path: Path | None) -> None:
+    """Remember parses in ``path`` (None: stop); unreadable or malformed memo files are ignored."""
+    _MEMO.__init__()  # type: ignore[misc]
+    _MEMO.path = path
+    if path is None:
+        return
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        entries = doc.get("entries") if isinstance(doc, dict) else None
+        if isinstance(entries, list):
+            for e in entries:
+                if isinstance(e, list) and len(e) == 2 and all(isinstance(x, str) for x in e):
+                    _MEMO.entries[e[0]] = e[1]
+    except (OSError, ValueError):
+        pass
+
+
+def save_memo() -> None:
+    """Write the memo back when this process added to it: what it used first, then older entries, to the cap."""
+    path = _MEMO.path
+    if path is None or not _MEMO.dirty:
+        return
+    order = [t for t in _MEMO.entries if t in _MEMO.used] + [t for t in _MEMO.entries if t not in _MEMO.used]
+    keep, size = [], 0
+    for t in order:
+        size += len(t) + len(_MEMO.entries[t])
+        if size > MEMO_MAX_BYTES:
+            break
+        keep.append([t, _MEMO.entries[t]])
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"entries": keep}, f)
+        os.replace(tmp, path)  # a cache: no fsync, a torn file is ignored on the next read
+        _MEMO.dirty = False
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def expanded_size(obj: object, limit: int = MAX_EXPANDED_NODES) -> int:
@@ -50,8 +146,26 @@ def load(text: str | bytes, source: str = "<yaml>") -> Any:
     if len(text) > MAX_YAML_BYTES:
         raise ConfigError("", f"{len(text) / 1e6:.1f} MB of YAML is over the {MAX_YAML_BYTES >> 20} MiB limit",
                           source)
+    key = None
+    if _MEMO.path is not None:
+        try:
+            key = text if isinstance(text, str) else text.decode("utf-8")
+        except UnicodeDecodeError:
+            key = None
+        if key is not None:
+            data, hit = _MEMO.get(key)
+            if hit:
+                return data
+    data = _parse(text, source)
+    if key is not None:
+        _MEMO.put(key, data)
+    return data
+
+
+def _parse(text: str | bytes, source: str) -> Any:
+    yaml = _yaml()
     try:
-        data = yaml.load(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_loader())
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -71,4 +185,4 @@ def load(text: str | bytes, source: str = "<yaml>") -> Any:
 
 
 def dump(data: Any) -> str:
-    return str(yaml.safe_dump(data, default_flow_style=False, sort_keys=False))
+    return str(_yaml().safe_dump(data, default_flow_style=False, sort_keys=False))

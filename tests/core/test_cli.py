@@ -119,3 +119,26 @@ def test_single_and_analyze(tmp_path: Path) -> None:
     assert "init-local" in show and "write_files" in show and "total" in show
     blame = tether(root, "analyze", "blame").stdout
     assert "init/write_files" in blame
+
+
+def test_stage_command_lines_skip_argparse() -> None:
+    from tether.cli import cmd_init, cmd_modules, stage_args
+
+    a = stage_args(["--root", "/mnt", "init", "--local"])
+    assert (a.root, a.local, a.func, a.debug) == ("/mnt", True, cmd_init, False)
+    a = stage_args(["init", "--debug"])
+    assert (a.root, a.local, a.debug) == ("/", False, True)
+    a = stage_args(["modules", "--mode", "final"])
+    assert (a.mode, a.func) == ("final", cmd_modules)
+    assert stage_args(["modules", "--mode=config", "--root=/x"]).root == "/x"
+    assert stage_args(["modules"]).mode == "config"
+    for other in (["status"], ["init", "--mode", "final"], ["modules", "-m", "bogus"], ["init", "--help"],
+                  ["--root"], [], ["modules", "--local"]):
+        assert stage_args(other) is None, other  # argparse handles (and reports) everything else
+
+
+def test_system_platform_matches_the_platform_module() -> None:
+    import platform
+
+    from tether.instance import system_platform
+    assert system_platform() == platform.platform()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from tether.datasources import NEEDS_NETWORK
 from tether.datasources import REGISTERED as DATASOURCES
 from tether.datasources import load as load_ds
 from tether.module import FREQUENCIES, STAGES
-from tether.modules import REGISTERED, load
+from tether.modules import ACTIVATED_BY, REGISTERED, load
 
 ROOT = Path(__file__).resolve().parents[2]
 HELPER_FILES = {"__init__", "seedfiles", "openstack_format"}
@@ -32,6 +33,15 @@ def test_modules_follow_the_interface() -> None:
         assert callable(mod.handle), name
 
 
+def test_activation_table_matches_the_modules() -> None:
+    """The runner skips unconfigured modules from this table without importing them."""
+    assert set(ACTIVATED_BY) == set(REGISTERED)
+    for name in REGISTERED:
+        mod = load(name)
+        expected = None if getattr(mod, "RUN_WITHOUT_KEYS", False) else tuple(mod.KEYS)
+        assert ACTIVATED_BY[name] == expected, name
+
+
 def test_every_datasource_file_is_registered() -> None:
     files = {p.stem for p in (ROOT / "datasources").glob("*.py")} - HELPER_FILES
     assert files == set(DATASOURCES.values())
@@ -39,3 +49,15 @@ def test_every_datasource_file_is_registered() -> None:
         cls = load_ds(name)
         assert cls.NAME == name or (name, cls.NAME) == ("NoCloudNet", "NoCloud")
         assert cls.NEEDS_NETWORK == (name in NEEDS_NETWORK), name
+
+
+def test_unconfigured_module_is_skipped_without_importing_it(make_ctx: Any, target: Any) -> None:
+    import sys
+
+    from tether.modrunner import run_modules
+    from tether.status import StageStatus
+
+    sys.modules.pop("tether.modules.keyboard", None)
+    run = run_modules(make_ctx({"runcmd": []}), "config", [("keyboard", None)], StageStatus(target, "modules-config"))
+    assert [(e.name, e.result) for e in run.events] == [("keyboard", "skipped")]
+    assert "tether.modules.keyboard" not in sys.modules

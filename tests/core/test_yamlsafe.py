@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +40,44 @@ def test_oversized_document_is_refused() -> None:
 
 def test_plain_document() -> None:
     assert yamlsafe.load("#cloud-config\nusers: [default]\n") == {"users": ["default"]}
+
+
+def test_parse_memo_reuses_exact_text_only(tmp_path: Path) -> None:
+    memo = tmp_path / "memo.json"
+    yamlsafe.use_memo(memo)
+    try:
+        doc = yamlsafe.load("#cloud-config\nusers: [{name: bob}]\nwhen: 2032-09-01\n")  # a date: YAML-only type
+        assert yamlsafe.load("a: [1, 2.5, true, null]\n") == {"a": [1, 2.5, True, None]}
+        yamlsafe.save_memo()
+        assert memo.stat().st_mode & 0o777 == 0o600
+        saved = json.loads(memo.read_text())["entries"]
+        assert [t for t, _ in saved] == ["a: [1, 2.5, true, null]\n"]  # the date document is never remembered
+        yamlsafe.use_memo(memo)  # a later process
+        assert yamlsafe.load("a: [1, 2.5, true, null]\n") == {"a": [1, 2.5, True, None]}
+        assert yamlsafe.load("a: [1, 2.5, true, null]  \n") == {"a": [1, 2.5, True, None]}
+        assert doc["when"].isoformat() == "2032-09-01"
+        with pytest.raises(ConfigError):  # errors are never remembered
+            yamlsafe.load("a: [1\n")
+        memo.write_text('{"entries": [["k: 1\\n", "{\\"k\\": 2}"]]}')  # the memo answers by exact text
+        yamlsafe.use_memo(memo)
+        assert yamlsafe.load("k: 1\n") == {"k": 2}
+        memo.write_text("not json")
+        yamlsafe.use_memo(memo)
+        assert yamlsafe.load("k: 1\n") == {"k": 1}
+    finally:
+        yamlsafe.use_memo(None)
+
+
+def test_second_stage_needs_no_yaml_parser(tmp_path: Path) -> None:
+    """The local stage parses the seed; the network stage finds the user-data in the memo and never imports yaml."""
+    from tests.core.test_stages import seed_root, tether
+
+    root = seed_root(tmp_path, "#cloud-config\nbootcmd: [[true]]\n")
+    tether(root, "init", "--local")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tether", "--root", str(root), "init"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "tether.userdata" in imported  # the user-data was processed, from the memo
+    assert "yaml" not in imported
+    assert "argparse" not in imported

@@ -16,6 +16,7 @@ from tether.errors import ConfigError, ConfigErrors
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _IFNAME_BAD = re.compile(r"[\s/:]")
 MAX_IFNAME = 15
+BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb")
 _DURATION = re.compile(r"^(\d+)\s*(ms|msec|s|sec|m|min)?$")
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from tether.network.filesync import SyncReport, sync_files
 from tether.network.model import BondParams, BridgeParams, DhcpOptions, Interface, NetworkModel, Route
 from tether.target import Target
@@ -26,6 +24,7 @@ def has_netplan(target: Target) -> bool:
 
 
 def netplan_yaml(v2_doc: dict[str, Any]) -> str:
+    import yaml  # only when netplan is there to read the file
     return HEADER + yaml.safe_dump({"network": v2_doc}, sort_keys=False, default_flow_style=False)
 
 

@@ -6,8 +6,6 @@ from typing import Any
 
 from tether.errors import ConfigError, ConfigErrors
 from tether.network.model import NetworkModel
-from tether.network.v1 import parse_v1
-from tether.network.v2 import parse_v2
 
 
 def unwrap(doc: Any) -> Any:
@@ -24,9 +22,12 @@ def parse_config(doc: Any, source: str | None = None) -> NetworkModel:
         if not isinstance(doc, dict):
             raise ConfigErrors([ConfigError("", f"expected a mapping, got {type(doc).__name__}")])
         version = doc.get("version")
+        # only the parser the document needs is imported: each is a set of dataclasses, slow to create under TCG
         if version == 1:
+            from tether.network.v1 import parse_v1
             return parse_v1(doc)
         if version == 2:
+            from tether.network.v2 import parse_v2
             return parse_v2(doc)
         raise ConfigErrors([ConfigError("version", f"expected 1 or 2, got {version!r}")])
     except ConfigErrors as e:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from tether.convert import convert, meta
 from tether.errors import ConfigErrors
 from tether.network import checks
-from tether.network.checks import Problems
+from tether.network.checks import BOND_MODES, Problems
 from tether.network.model import BondParams, BridgeParams, DhcpOptions, Interface, Match, NetworkModel, Route
 
 SubnetType = Literal["dhcp4", "dhcp", "dhcp6", "static", "static6", "ipv6_dhcpv6-stateful",
@@ -123,7 +123,6 @@ _BOND_KEYS: dict[str, tuple[str, str]] = {
 _BOND_IGNORED = {"slaves", "active_slave", "ad_aggregator", "ad_num_ports", "ad_partner_key",
                  "ad_partner_mac", "mii_status", "queue_id", "tlb_dynamic_lb", "use_carrier", "peer_notif_delay",
                  "ad_actor_key"}
-BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb")
 _BRIDGE_TIMES = {"bridge_ageing": "ageing_time_s", "bridge_fd": "forward_delay_s", "bridge_hello": "hello_time_s",
                  "bridge_maxage": "max_age_s"}
 _BRIDGE_IGNORED = {"bridge_maxwait", "bridge_waitport", "bridge_ports", "bridge_gcint"}

@@ -13,9 +13,8 @@ from typing import Any, Literal
 
 from tether.convert import convert, meta
 from tether.network import checks
-from tether.network.checks import Problems
+from tether.network.checks import BOND_MODES, Problems
 from tether.network.model import BondParams, BridgeParams, DhcpOptions, Interface, Match, NetworkModel, Route
-from tether.network.v1 import BOND_MODES
 
 
 def _k(key: str, doc: str = "") -> dict[str, Any]:
