@@ -8,32 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from tether.datasource import Datasource
+from tether.datasources.seedfiles import read_file
 from tether.errors import DatasourceError
 from tether.instance import InstanceData
 
 LOG = logging.getLogger(__name__)
 LABELS = ("config-2",)
 SEED_DIR = "/var/lib/cloud/seed/config_drive"
-MAX_FILE = 16 * 1024 * 1024
 DRIVE_FILES = tuple(f"openstack/latest/{n}" for n in ("meta_data.json", "user_data", "vendor_data.json",
                                                       "network_data.json"))
 
 
-def _read(p: Path) -> bytes | None:
-    try:
-        with open(p, "rb") as f:
-            data = f.read(MAX_FILE + 1)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise DatasourceError(f"{p}: unreadable: {e}")
-    if len(data) > MAX_FILE:
-        raise DatasourceError(f"{p}: larger than {MAX_FILE >> 20} MiB")
-    return data
-
-
 def _json(p: Path) -> dict[str, Any] | None:
-    raw = _read(p)
+    raw = read_file(p)
     if raw is None:
         return None
     try:
@@ -50,7 +37,7 @@ def read_drive(root: Path) -> tuple[dict[str, Any], bytes | None, dict[str, Any]
     md = _json(base / "meta_data.json")
     if md is None:
         raise DatasourceError(f"{root}: no openstack/latest/meta_data.json")
-    return md, _read(base / "user_data"), _json(base / "vendor_data.json"), _json(base / "network_data.json")
+    return md, read_file(base / "user_data"), _json(base / "vendor_data.json"), _json(base / "network_data.json")
 
 
 class ConfigDrive(Datasource):

@@ -24,7 +24,8 @@ class Seed:
     network_config: dict[str, Any] | None
 
 
-def _read_file(p: Path) -> bytes | None:
+def read_file(p: Path) -> bytes | None:
+    """A seed file's bytes (None when absent), size-capped; unreadable is a DatasourceError."""
     try:
         with open(p, "rb") as f:
             data = f.read(MAX_SEED_FILE + 1)
@@ -68,7 +69,7 @@ def parse_network_config(raw: bytes | None, where: str) -> dict[str, Any] | None
 def read_dir(d: Path, require_meta: bool = True, where: str | None = None) -> Seed | None:
     """A seed in a directory; None when the directory holds no meta-data (not a seed).
     ``where`` names it in messages (the device, not a temporary mount point)."""
-    raw = {name: _read_file(d / name) for name in FILES}
+    raw = {name: read_file(d / name) for name in FILES}
     if raw["meta-data"] is None and (require_meta or raw["user-data"] is None):
         return None
     where = where or str(d)
