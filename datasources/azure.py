@@ -31,7 +31,6 @@ from xml.sax.saxutils import escape
 
 from tether.datasource import Datasource
 from tether.datasources.ec2 import obj, parse_host_config, setting_number, setting_urls
-from tether.detect import evidence
 from tether.errors import DatasourceError
 from tether.http import HttpError, request
 from tether.instance import InstanceData
@@ -122,9 +121,6 @@ class AzureDatasource(Datasource):
     ALIASES = ("azure", "azurenet")
 
     base: str | None = None
-
-    def detect(self) -> bool:
-        return evidence(self.NAME, self.ctx.host, self.ctx.target) is not None
 
     def _imds(self) -> dict[str, Any]:
         base = setting_urls(self.ctx.settings, "imds_url", (DEFAULT_IMDS,), self.NAME)[0]

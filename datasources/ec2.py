@@ -25,7 +25,6 @@ import urllib.parse
 from typing import Any
 
 from tether.datasource import Datasource, DsContext
-from tether.detect import evidence
 from tether.errors import DatasourceError
 from tether.http import MAX_BODY, HttpError
 from tether.instance import InstanceData
@@ -423,9 +422,6 @@ class Ec2Datasource(Datasource):
         super().__init__(ctx)
         self.client: ImdsClient | None = None
         self.api = DEFAULT_API
-
-    def detect(self) -> bool:
-        return evidence(self.NAME, self.ctx.host, self.ctx.target) is not None
 
     def _connect(self) -> ImdsClient:
         max_wait = setting_number(self.ctx.settings, "max_wait", 10.0, self.NAME)

@@ -24,7 +24,6 @@ from typing import Any
 
 from tether.datasource import Datasource
 from tether.datasources.ec2 import obj, parse_host_config, setting_number, setting_urls
-from tether.detect import evidence
 from tether.errors import DatasourceError
 from tether.http import HttpError, request
 from tether.instance import InstanceData
@@ -67,9 +66,6 @@ class GCEDatasource(Datasource):
     ALIASES = ("gce", "google")
 
     base: str | None = None
-
-    def detect(self) -> bool:
-        return evidence(self.NAME, self.ctx.host, self.ctx.target) is not None
 
     def _url(self) -> str:
         return str(setting_urls(self.ctx.settings, "metadata_url", (DEFAULT_URL,), self.NAME)[0])

@@ -19,7 +19,6 @@ from typing import Any
 from tether.datasource import Datasource
 from tether.datasources.ec2 import mac_names, parse_host_config, setting_number, setting_urls
 from tether.datasources.openstack_format import host_config_text, parse_openstack
-from tether.detect import evidence
 from tether.errors import DatasourceError
 from tether.http import HttpError, request
 from tether.instance import InstanceData
@@ -36,9 +35,6 @@ class OpenStackDatasource(Datasource):
     ALIASES = ("openstack",)
 
     base: str | None = None
-
-    def detect(self) -> bool:
-        return evidence(self.NAME, self.ctx.host, self.ctx.target) is not None
 
     def _deadline(self) -> float:
         max_wait = setting_number(self.ctx.settings, "max_wait", 10.0, self.NAME)

@@ -39,8 +39,12 @@ class Datasource:
         self.ctx = ctx
 
     def detect(self) -> bool:
-        """Cheap, local and free of side effects: could this datasource be present?"""
-        raise NotImplementedError
+        """Cheap, local and free of side effects: could this datasource be present?
+
+        By default the one detector's evidence (tether/detect.py), so generator, stages and datasource agree.
+        """
+        from tether.detect import evidence
+        return evidence(self.NAME, self.ctx.host, self.ctx.target) is not None
 
     def fetch(self) -> InstanceData:
         """Read the instance data; raise DatasourceError with a clear message when it cannot."""

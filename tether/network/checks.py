@@ -85,27 +85,38 @@ def prefix_len(mask: str | int, version: int) -> int | None:
     return ones if n == ((1 << bits) - 1) ^ ((1 << (bits - ones)) - 1) else None
 
 
-def cidr(p: Problems, path: str, address: str, netmask: str | int | None = None,
-         netmask_path: str = "") -> str | None:
-    """``address`` (maybe with /prefix) plus an optional netmask, as ``addr/prefix``."""
-    text = address.strip()
-    addr_part, _, pfx = text.partition("/")
+def _address_and_prefix(p: Problems, path: str, text: str, netmask: str | int | None, netmask_path: str,
+                        what: str) -> tuple[Any, int | None] | None:
+    """(address, prefix or None when no prefix/netmask was given), or None after reporting the problem."""
+    addr_part, _, pfx = text.strip().partition("/")
     try:
         a = ipaddress.ip_address(addr_part)
     except ValueError:
-        p.err(path, f"{address!r} is not an IP address")
+        p.err(path, f"{text!r} is not {what}")
         return None
     if pfx:
         n = prefix_len(pfx, a.version)
         if n is None:
-            p.err(path, f"{address!r} has an invalid prefix length")
+            p.err(path, f"{text!r} has an invalid prefix length")
             return None
-    elif netmask is not None and str(netmask) != "":
+        return a, n
+    if netmask is not None and str(netmask) != "":
         n = prefix_len(netmask, a.version)
         if n is None:
             p.err(netmask_path or path, f"{netmask!r} is not a valid IPv{a.version} netmask")
             return None
-    else:
+        return a, n
+    return a, None
+
+
+def cidr(p: Problems, path: str, address: str, netmask: str | int | None = None,
+         netmask_path: str = "") -> str | None:
+    """``address`` (maybe with /prefix) plus an optional netmask, as ``addr/prefix``."""
+    got = _address_and_prefix(p, path, address, netmask, netmask_path, "an IP address")
+    if got is None:
+        return None
+    a, n = got
+    if n is None:
         n = 32 if a.version == 4 else 64   # cloud-init's defaults when no mask is given
     return f"{a}/{n}"
 
@@ -116,28 +127,13 @@ def network(p: Problems, path: str, dest: str, netmask: str | int | None = None,
 
     A bare address with no netmask is a host route (/32 or /128).
     """
-    text = dest.strip()
-    if text == "default":
+    if dest.strip() == "default":
         return "::/0" if family_hint == 6 else "0.0.0.0/0"
-    addr_part, _, pfx = text.partition("/")
-    try:
-        a = ipaddress.ip_address(addr_part)
-    except ValueError:
-        p.err(path, f"{dest!r} is not a network address")
+    got = _address_and_prefix(p, path, dest, netmask, netmask_path, "a network address")
+    if got is None:
         return None
-    if pfx:
-        n = prefix_len(pfx, a.version)
-        if n is None:
-            p.err(path, f"{dest!r} has an invalid prefix length")
-            return None
-    elif netmask is not None and str(netmask) != "":
-        n = prefix_len(netmask, a.version)
-        if n is None:
-            p.err(netmask_path or path, f"{netmask!r} is not a valid IPv{a.version} netmask")
-            return None
-    else:
-        n = a.max_prefixlen
-    return str(ipaddress.ip_network(f"{a}/{n}", strict=False))
+    a, n = got
+    return str(ipaddress.ip_network(f"{a}/{a.max_prefixlen if n is None else n}", strict=False))
 
 
 def family(addr_or_net: str) -> int:
