@@ -80,7 +80,7 @@ def run_modules(ctx: ModuleContext, stage: str, names: list[tuple[str, str | Non
                 and (freq_override is None or freq_override in FREQUENCIES)):
             # no key for it: skipped without importing the module (a bad frequency is still reported below)
             run.events.append(ModuleEvent(name, stage, "skipped", 0.0, "no configuration"))
-            _run_deferred(ctx, name)
+            _run_deferred(ctx, name, status)
             continue
         mod = load(name)
         freq = only_frequency or freq_override or mod.FREQUENCY
@@ -89,7 +89,7 @@ def run_modules(ctx: ModuleContext, stage: str, names: list[tuple[str, str | Non
             freq = mod.FREQUENCY
         if not is_active(mod, ctx.cloud_config):
             run.events.append(ModuleEvent(name, stage, "skipped", 0.0, "no configuration"))
-            _run_deferred(ctx, name)
+            _run_deferred(ctx, name, status)
             continue
         sem = sem_path(ctx, name, freq)
         if sem and not force and ctx.target.exists(sem):
@@ -128,8 +128,8 @@ def run_modules(ctx: ModuleContext, stage: str, names: list[tuple[str, str | Non
         if sem:
             ctx.target.write(sem, f"{time.time():.3f}\n", mode=0o644)
         run.events.append(ModuleEvent(name, stage, "ran", time.monotonic() - t0, freq))
-        _run_deferred(ctx, name)
-    _run_deferred(ctx, None)
+        _run_deferred(ctx, name, status)
+    _run_deferred(ctx, None, status)
     return run
 
 
@@ -138,7 +138,9 @@ def _collect(ctx: ModuleContext, status: StageStatus, before: int, name: str) ->
         status.recoverable_error(f"module {name}: {w}")
 
 
-def _run_deferred(ctx: ModuleContext, after: str | None) -> None:
+def _run_deferred(ctx: ModuleContext, after: str | None, status: StageStatus) -> None:
+    """Run work deferred until ``after`` ran (all of it at the stage's end); its warnings reach status."""
+    before = len(ctx.warnings)
     keep = []
     for mod_name, fn in ctx.deferred:
         if after is None or mod_name == after:
@@ -149,6 +151,7 @@ def _run_deferred(ctx: ModuleContext, after: str | None) -> None:
         else:
             keep.append((mod_name, fn))
     ctx.deferred[:] = keep
+    _collect(ctx, status, before, "deferred")
 
 
 def events_json(run: StageRun) -> list[dict[str, Any]]:

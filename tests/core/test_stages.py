@@ -252,3 +252,13 @@ def test_manual_cache_clean_keeps_the_cached_instance(tmp_path: Path) -> None:
     boot(root)
     assert (root / "etc/m").read_text() == "mm"
     assert (root / "run/tether/.instance-id").read_text().strip() == "iid-other"
+
+
+def test_deferred_write_with_an_owner_nobody_creates_is_reported(tmp_path: Path) -> None:
+    ud = "#cloud-config\nwrite_files:\n  - {path: /etc/ghost, content: x, owner: 'ghost:ghost'}\n"
+    root = seed_root(tmp_path, ud)
+    boot(root)
+    assert (root / "etc/ghost").stat().st_uid == 0     # written as root:root once users_groups had run
+    rc, st = status(root)
+    assert rc == 2, st
+    assert any("owner 'ghost:ghost' does not exist" in m for m in st["recoverable_errors"]["WARNING"])
