@@ -1,10 +1,10 @@
-"""Whole generator-equivalent process: start Python, import tether.detect, detect, write detect.json.
+"""Whole generator process: start Python, import tether.generator, detect, write detect.json and the wants link.
 
 Budget: 50 ms wall per run. Measured on a fake sysroot (Ec2 DMI, a cidata label, a seed dir) and on the real
-host (its DMI, labels via /dev/disk/by-label or blkid). Variants:
+host (its DMI, labels via /dev/disk/by-label or each block device's superblock, tether.fslabel). Variants:
 
 - ``venv``: ``.venv/bin/python -c ...`` as is (site-packages, editable-install finder);
-- ``-S``: ``python -S`` with PYTHONPATH at the source tree, as a generator script should start;
+- ``-S``: ``python -S`` with tether's directory on the path, as ``units/tether-generator`` starts;
 - each with bytecode cached (as an installed package has) and, for reference, without.
 
 Usage: ``.venv/bin/python benchmarks/detect_bench.py [runs]``. Exit status 1 when the best variant is over.
@@ -25,13 +25,9 @@ BUDGET_MS = 50.0
 
 CODE = """
 import sys
-from pathlib import Path
-import tether.detect as d
-from tether.host import Host
-from tether.target import Target
+from tether.generator import main
 sysroot, out = sys.argv[1], sys.argv[2]
-det = d.detect(Host(sysroot=Path(sysroot)), {})
-d.write_detection(Target(Path(out)), det)
+main([out + "/generator"], root=out, sysroot=sysroot)
 """
 
 
@@ -74,11 +70,11 @@ def main() -> int:
         py = str(ROOT / ".venv/bin/python") if (ROOT / ".venv/bin/python").exists() else sys.executable
         variants = [
             ("venv", [py, "-c", CODE], {}),
-            ("-S", [py, "-S", "-c", CODE], {"PYTHONPATH": str(ROOT)}),
+            ("-S", [py, "-S", "-c", CODE], {"PYTHONPATH": str(ROOT)}),  # as units/tether-generator starts
         ]
         env = {**base_env, "PYTHONPATH": str(ROOT)}
         floor = run([py, "-S", "-c", "pass"], env, runs)
-        imports = run([py, "-S", "-c", "import json, dataclasses, subprocess, shlex, tempfile, pathlib"], env, runs)
+        imports = run([py, "-S", "-c", "import json"], env, runs)
         print(f"{'baseline':12} python -S -c pass              median {statistics.median(floor):6.1f} ms")
         print(f"{'baseline':12} + stdlib modules detect needs  median {statistics.median(imports):6.1f} ms")
         for host_name, root in (("fake sysroot", str(sysroot)), ("real host", "/")):

@@ -35,6 +35,17 @@ def tether_bin(target: Target) -> str:
     return "/usr/bin/tether"
 
 
+def package_dir(target: Target) -> str:
+    """The directory holding the ``tether`` package inside the root, when it is where this tether runs from
+    (a chroot, or a new slot with the running system's layout); "" otherwise. The generator starts Python without
+    site (-S) and adds just this directory, falling back to site's paths when it is empty or wrong."""
+    import tether
+    here = os.path.dirname(os.path.dirname(os.path.abspath(tether.__file__)))
+    if target.live:
+        return here
+    return here if target.exists(f"{here}/tether/generator.py") else ""
+
+
 def install(target: Target, enable: bool = True, tether_path: str | None = None) -> list[str]:
     written = []
     exe = tether_path or tether_bin(target)
@@ -50,7 +61,8 @@ def install(target: Target, enable: bool = True, tether_path: str | None = None)
             written.append(dest)
         elif name == "tether-generator":
             dest = f"{GENERATOR_DIR}/tether-generator"
-            target.write(dest, entry.read_bytes(), mode=0o755)
+            target.write(dest, entry.read_bytes().replace(b"@TETHER_PATH@", package_dir(target).encode()),
+                         mode=0o755)
             written.append(dest)
     if enable:
         for unit, wanted_by in ENABLE.items():

@@ -2,75 +2,77 @@
 
 systemd runs generators with three output directories (normal, early, late); a ``.wants`` symlink in the
 normal one adds tether.target to this boot only. The verdict is written to /run/tether/ for ``tether status``.
+
+Every generator delays the whole boot, so this path imports ``os``, ``json`` and tether's detector only: paths
+are plain strings (no pathlib, no Target, no logging, no subprocess; benchmarks/detect_bench.py measures it).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
-from tether.detect import detect, write_detection
+from tether.detect import detect, write_detection_at
 from tether.host import Host
-from tether.target import Target
 
 TARGET_UNIT = "/etc/systemd/system/tether.target"
 
 
 def main(argv: list[str], root: str = "/", sysroot: str = "/") -> int:
-    normal = Path(argv[0]) if argv else Path("/run/systemd/generator")
-    target = Target.at(root)
-    host = Host(sysroot=Path(sysroot))
-    run = target.path("/run/tether")
+    normal = argv[0] if argv else "/run/systemd/generator"
+    root = os.path.abspath(root)
+    run = os.path.join(root, "run/tether")
     try:
-        run.mkdir(parents=True, exist_ok=True)
+        os.makedirs(run, exist_ok=True)
     except OSError:
         pass
-    det = detect(host, {}, target)
+    det = detect(Host(sysroot=sysroot), {}, root)
     reason = None if det.enabled else det.reason
-    if det.enabled and det.candidates == ["None"] and not _has_system_config(target):
+    if det.enabled and det.candidates == ["None"] and not _has_system_config(root):
         # ds-identify's rule: nothing could provide instance data and nobody configured tether by hand
         reason = f"no datasource found: {det.reason}"
     try:
-        write_detection(target, det)
-    except OSError:
-        pass
-    link = normal / "multi-user.target.wants" / "tether.target"
+        write_detection_at(root, det)
+    except OSError as e:
+        print(f"tether-generator: detect.json: {e}", file=sys.stderr)
+    wants = os.path.join(normal, "multi-user.target.wants")
+    link = os.path.join(wants, "tether.target")
     if reason:
-        _write(run / "disabled", reason + "\n")
-        _remove(run / "enabled")
+        _write(os.path.join(run, "disabled"), reason + "\n")
+        _remove(os.path.join(run, "enabled"))
         _remove(link)
         return 0
-    _remove(run / "disabled")
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.is_symlink():
+    _remove(os.path.join(run, "disabled"))
+    os.makedirs(wants, exist_ok=True)
+    if not os.path.islink(link):
         os.symlink(TARGET_UNIT, link)
-    _write(run / "enabled", "enabled by generator\n")
+    _write(os.path.join(run, "enabled"), "enabled by generator\n")
     return 0
 
 
-def _has_system_config(target: Target) -> bool:
+def _has_system_config(root: str) -> bool:
     """Any tether or cloud-init system configuration (read by the stages, not here: no YAML in a generator)."""
-    if target.exists("/etc/tether/tether.cfg"):
+    if os.path.exists(os.path.join(root, "etc/tether/tether.cfg")):
         return True
-    for d in ("/etc/tether/tether.cfg.d", "/etc/cloud/cloud.cfg.d"):
+    for d in ("etc/tether/tether.cfg.d", "etc/cloud/cloud.cfg.d"):
         try:
-            if any(n.endswith(".cfg") for n in os.listdir(target.path(d))):
+            if any(n.endswith(".cfg") for n in os.listdir(os.path.join(root, d))):
                 return True
         except OSError:
             continue
     return False
 
 
-def _write(p: Path, text: str) -> None:
+def _write(path: str, text: str) -> None:
     try:
-        p.write_text(text)
+        with open(path, "w") as f:
+            f.write(text)
     except OSError as e:
-        print(f"tether-generator: {p}: {e}", file=sys.stderr)
+        print(f"tether-generator: {path}: {e}", file=sys.stderr)
 
 
-def _remove(p: Path) -> None:
+def _remove(path: str) -> None:
     try:
-        p.unlink()
+        os.unlink(path)
     except OSError:
         pass

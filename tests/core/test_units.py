@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,8 @@ def test_install_units_writes_units_generator_and_wants(tmp_path: Path) -> None:
     assert "ExecStart=/usr/local/bin/tether init --local" in (unit_dir / "tether-local.service").read_text()
     gen = root / "etc/systemd/system-generators/tether-generator"
     assert os.access(gen, os.X_OK)
+    assert gen.read_text().startswith("#!/usr/bin/python3 -S\n")
+    assert 'TETHER_PATH = ""' in gen.read_text()     # tether is not inside this root: site's paths are used
     wants = unit_dir / "tether.target.wants/tether-network.service"
     assert os.readlink(wants) == "/etc/systemd/system/tether-network.service"
     # tether.target is not enabled statically: the generator pulls it in per boot
@@ -53,6 +56,25 @@ def test_local_stage_runs_before_network_and_network_before_sshd() -> None:
     assert "Before=network-pre.target" in local
     assert "After=tether-local.service" in net
     assert "sshd.service" in net.split("Before=", 1)[1]
+
+
+def test_generator_script_finds_tether_without_site(tmp_path: Path) -> None:
+    import tether
+    pkg = Path(tether.__file__).resolve().parent
+    root = tmp_path / "root"
+    dest = root / str(pkg.parent).lstrip("/") / "tether"
+    dest.mkdir(parents=True)
+    (dest / "generator.py").write_text("")
+    install(Target.at(root), tether_path="/bin/true")
+    script = (root / "etc/systemd/system-generators/tether-generator").read_text()
+    assert f'TETHER_PATH = "{pkg.parent}"' in script
+    # the script as systemd starts it (python -S): tether imports from the baked-in directory, site is not loaded
+    probe = script.split("try:", 1)[0] + \
+        "import tether.generator, sys; print(tether.generator.__file__, 'site' in sys.modules)\n"
+    out = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(pkg / "generator.py"), "False"]
 
 
 def test_generator_enables_or_records_why_not(tmp_path: Path) -> None:
