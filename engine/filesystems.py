@@ -40,14 +40,34 @@ def make(runner: Runner, device: str, fstype: str, label: str | None = None) -> 
 
 
 def check_and_grow(runner: Runner, device: str, fstype: str) -> None:
-    """e2fsck then resize2fs so an image smaller than its partition fills it."""
+    """e2fsck then resize2fs (ext*), or xfs_repair -n then xfs_growfs (xfs), so an image smaller than its
+    partition fills it. vfat images are written at their own size."""
+    if fstype == "xfs":
+        grow_xfs(runner, device)
+        return
     if fstype not in ("ext4", "ext3", "ext2"):
-        return  # xfs grows only when mounted (xfs_growfs); vfat images are written at their own size
+        return
     res = runner.run(["e2fsck", "-f", "-y", device], check=False, timeout=MKFS_TIMEOUT)
     if res.code >= 4:  # 0 clean, 1 corrected, 2 corrected (reboot advised): anything else is damage left behind
         raise FilesystemError(f"e2fsck {device} found errors it could not fix (exit {res.code}): "
                               f"{res.stdout.strip().splitlines()[-1:] or res.stderr.strip()}")
     runner.run(["resize2fs", device], timeout=MKFS_TIMEOUT)
+
+
+def grow_xfs(runner: Runner, device: str) -> None:
+    """xfs grows only while mounted: check it read-only, mount it on a private directory (``nouuid``: a slot
+    image carries the same UUID as the active slot until ``new_uuid``), ``xfs_growfs``, unmount."""
+    import os
+
+    from tether.engine import mounts
+
+    res = runner.run(["xfs_repair", "-n", device], check=False, timeout=MKFS_TIMEOUT)
+    if res.code != 0:
+        raise FilesystemError(f"xfs_repair -n {device} found errors (exit {res.code}): "
+                              f"{(res.stderr.strip() or res.stdout.strip()).splitlines()[-1:]}")
+    where = mounts.work_dir("grow-" + os.path.basename(device))
+    with mounts.mounted(runner, where, [(device, "/", "xfs", "nouuid")]):
+        runner.run(["xfs_growfs", str(where)], timeout=MKFS_TIMEOUT)
 
 
 def new_uuid(runner: Runner, device: str, fstype: str) -> None:

@@ -214,10 +214,15 @@ class Script:
     interpreter: str | None = None
     arguments: tuple[str, ...] = ()
     environment_variables: dict[str, str] = field(default_factory=dict)
+    log_file_path: str | None = field(default=None, metadata=meta(
+        doc="tether extension (not in Trident's schema): file the script's output is appended to, in the root "
+            "the script configures; default /var/log/tether/scripts/<stage>-<n>-<name>.log"))
 
     def __post_init__(self) -> None:
         if (self.content is None) == (self.path is None):
             raise ValueError("give exactly one of content or path")
+        if self.log_file_path is not None and not self.log_file_path.startswith("/"):
+            raise ValueError(f"logFilePath: {self.log_file_path!r} is not an absolute path")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from tether.engine import blockdev, checkpoints, filesystems, images, mounts, osconfig, partitioning, state
+from tether.engine import blockdev, checkpoints, filesystems, images, mounts, osconfig, partitioning, scripts, state
 from tether.engine.hostcheck import datastore_path, filesystem_for_path
 from tether.engine.hostconfig import HostConfiguration, to_data
 from tether.engine.layout import VOLUME_A, Layout, new_fs_type
@@ -21,6 +21,9 @@ from tether.runner import Runner
 from tether.target import Target
 
 LOG = logging.getLogger(__name__)
+
+
+CLEAN_INSTALL = "clean-install"
 
 
 class InstallError(TetherError):
@@ -51,6 +54,9 @@ def install(hc: HostConfiguration, runner: Runner, opts: InstallOptions) -> dict
     info = images.probe(hc.image, **net) if hc.image else None
     layout = Layout(hc)
     checkpoints.reached("install:checked")
+    installer = Target.at("/")
+    scripts.run_stage(scripts.PRE_SERVICING, hc.scripts.pre_servicing, servicing_type=CLEAN_INSTALL, runner=runner,
+                      servicing_root=installer)
 
     for d in hc.storage.disks:
         for p in partitioning.partition(runner, d, devices[d.id]):
@@ -99,8 +105,12 @@ def install(hc: HostConfiguration, runner: Runner, opts: InstallOptions) -> dict
             if fs.mount and fs.mount.path != "/":
                 root.makedirs(fs.mount.path)
         root.write("/etc/fstab", osconfig.render_fstab(fstab_entries(runner, layout, VOLUME_A)), mode=0o644)
-        osconfig.apply_os(root, hc)
+        scripts.run_stage(scripts.POST_PROVISION, hc.scripts.post_provision, servicing_type=CLEAN_INSTALL,
+                          runner=runner, servicing_root=installer, new_root=root)
+        osconfig.apply_os(root, hc, runner=runner)
         osconfig.install_units(root)
+        scripts.run_stage(scripts.POST_CONFIGURE, hc.scripts.post_configure, servicing_type=CLEAN_INSTALL,
+                          runner=runner, servicing_root=installer, new_root=root)
         state.write_pointer(root, ds)
         checkpoints.reached("install:configured")
         with state.StateStore(root.path(ds)) as store:

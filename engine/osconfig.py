@@ -1,15 +1,30 @@
-"""What the engine writes into a freshly imaged root: fstab, the ``os`` section, carried-over identity, units."""
+"""What the engine writes into a freshly imaged root: fstab, the ``os`` section, carried-over identity, units.
+
+The ``os`` section goes through the code the cloud-config modules use, with a module context for the new
+root (``engine_context``): hostname as set_hostname/update_etc_hosts (``tether.hostnames``), users as
+users_groups (``tether.accounts``, ``useradd --root``), additionalFiles as write_files, services through
+``tether.services`` (``systemctl --root``), netplan through the network stage's parser and renderers.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tether.engine.hostconfig import HostConfiguration
+from tether import hostnames, services, sshkeys
+from tether.accounts import UserSpec
+from tether.engine.hostconfig import AdditionalFile, HostConfiguration, Services, User
+from tether.errors import CommandError, ConfigError, ConfigErrors, TetherError
+from tether.filesync import ensure_file
+from tether.instance import InstanceData
+from tether.module import ModuleContext, ModuleError
+from tether.runner import Runner
 from tether.target import Target
 
 LOG = logging.getLogger(__name__)
@@ -32,37 +47,174 @@ def render_fstab(entries: Iterable[FstabEntry]) -> str:
     return "".join(lines)
 
 
-def apply_os(target: Target, hc: HostConfiguration, source_root: Target | None = None) -> list[str]:
-    """Apply ``os`` to the new root. Returns notes about what was deferred to first boot.
+class OsConfigError(TetherError):
+    """A part of the ``os`` section could not be applied; the message names the key."""
 
-    TODO(engine): hostname should go through modules/set_hostname.py (tether.hostnames.write_hostname_file and
-    the /etc/hosts handling of modules/update_etc_hosts.py), users through modules/users_groups.py
-    (tether.accounts), additionalFiles through modules/write_files.py, once those take a Target without a full
-    ModuleContext. Until then hostname and additionalFiles are written here and the rest is deferred.
+
+# Read by tether's first boot in the new root: the host configuration's hostname and network stay in force
+# (the set_hostname module leaves the name alone, the network stage renders this network config).
+SYSTEM_CONFIG_DROPIN = "/etc/tether/tether.cfg.d/90-host-configuration.cfg"
+
+
+def engine_context(target: Target, runner: Runner) -> ModuleContext:
+    """A module context for code shared with the cloud-config modules: an offline root, no datasource."""
+    return ModuleContext(target=target, runner=runner, instance=InstanceData("None", "tether-engine"),
+                         cloud_config={}, system_config={}, live=False)
+
+
+def apply_os(target: Target, hc: HostConfiguration, source_root: Target | None = None,
+             runner: Runner | None = None) -> list[str]:
+    """Apply ``os`` to the new root with the code the matching cloud-config modules use.
+
+    Returns notes on what is left to a later step or was not applied as asked (each also logged); anything
+    that fails raises OsConfigError naming the key. ``source_root`` is the servicing OS (where
+    ``additionalFiles[].source`` paths are read), the host's ``/`` when None.
     """
+    ctx = engine_context(target, runner or Runner())
     notes: list[str] = []
     osc = hc.os
+    dropin: dict[str, Any] = {}
     if osc.hostname:
-        target.write("/etc/hostname", osc.hostname + "\n", mode=0o644)
-    for af in osc.additional_files:
-        if af.content is not None:
-            target.write(af.destination, af.content, mode=af.mode if af.mode is not None else 0o644)
-        else:
-            src = Path(str(af.source))
-            data = (source_root.read_bytes(str(src)) if source_root else src.read_bytes())
-            mode = af.mode if af.mode is not None else (os.stat(src).st_mode & 0o7777 if src.exists() else 0o644)
-            target.write(af.destination, data, mode=mode)
+        _hostname(ctx, osc.hostname)
+        dropin["preserve_hostname"] = True
     if osc.users:
-        notes.append("os.users: deferred to the users_groups module (TODO(engine): apply here)")
-    if osc.services and (osc.services.enable or osc.services.disable):
-        notes.append("os.services: deferred (TODO(engine): reuse the services helper)")
+        notes += _users(ctx, osc.users)
+    for i, af in enumerate(osc.additional_files):
+        _additional_file(ctx, af, source_root, f"os.additionalFiles[{i}]")
+    if osc.services:
+        _services(ctx, osc.services)
     if osc.netplan:
-        notes.append("os.netplan: deferred to the network stage (TODO(engine))")
+        notes += _netplan(ctx, osc.netplan)
+        dropin["network"] = _unwrap_netplan(osc.netplan)
+    if dropin:
+        target.write(SYSTEM_CONFIG_DROPIN, "# Written by tether from the host configuration's os section.\n"
+                     + json.dumps(dropin, indent=2, sort_keys=True) + "\n", mode=0o644)
+    else:
+        target.remove(SYSTEM_CONFIG_DROPIN)
     if osc.kernel_command_line and osc.kernel_command_line.extra_command_line:
         notes.append("os.kernelCommandLine: applied by the bootloader step")
+    for w in ctx.warnings:
+        notes.append(w)
     for n in notes:
         LOG.warning("%s", n)
     return notes
+
+
+def _hostname(ctx: ModuleContext, name: str) -> None:
+    """/etc/hostname as set_hostname writes it, and the ``127.0.1.1`` line of /etc/hosts as
+    update_etc_hosts' ``localhost`` mode does (replacing the image's or the previous name's line)."""
+    if not hostnames.valid(name):
+        raise OsConfigError(f"os.hostname: {name!r} is not a valid host name")
+    name = name.rstrip(".")
+    short = name.split(".", 1)[0]
+    hostnames.write_hostname_file(ctx, name)
+    hosts = ctx.target.read_text("/etc/hosts", default="127.0.0.1 localhost\n")
+    new = hostnames.ensure_localhost_entry(hosts, short, name, replace=True)
+    if new is not None:
+        ensure_file(ctx.target, "/etc/hosts", new, 0o644)
+
+
+def user_spec(u: User) -> tuple[UserSpec, list[str]]:
+    """A Trident user as the cloud-config user users_groups creates, with notes on what maps differently."""
+    notes: list[str] = []
+    keys: tuple[str, ...] | None = None
+    for i, k in enumerate(u.ssh_public_keys):
+        if sshkeys.parse_key(k) is None:
+            raise ValueError(f"sshPublicKeys[{i}]: not an SSH public key line ('<type> <base64> [comment]')")
+    if u.ssh_public_keys and u.ssh_mode == "key-only":
+        keys = u.ssh_public_keys
+    elif u.ssh_public_keys:
+        notes.append(f"os.users[{u.name}].sshPublicKeys: not installed because sshMode is 'block' "
+                     "(set sshMode: key-only to allow SSH logins with these keys)")
+    spec = UserSpec(name=u.name, primary_group=u.primary_group, groups=u.secondary_groups or None,
+                    shell=u.startup_command, uid=u.uid, homedir=u.home_directory, lock_passwd=True,
+                    ssh_authorized_keys=keys)
+    return spec, notes
+
+
+def _users(ctx: ModuleContext, users: tuple[User, ...]) -> list[str]:
+    from tether.modules import users_groups
+
+    notes: list[str] = []
+    specs: list[UserSpec] = []
+    for u in users:
+        try:
+            spec, n = user_spec(u)
+        except ValueError as e:
+            raise OsConfigError(f"os.users[{u.name}]: {e}") from None
+        specs.append(spec)
+        notes += n
+    try:
+        users_groups.handle(ctx, users_groups.Config(users=tuple(specs)))
+    except (ModuleError, CommandError, OSError) as e:
+        raise OsConfigError(f"os.users: {e}") from None
+    return notes
+
+
+def _additional_file(ctx: ModuleContext, af: AdditionalFile, source_root: Target | None, where: str) -> None:
+    """Written by write_files' writer; mode: ``permissions``, else the source file's, else 0644."""
+    from tether.modules import write_files
+
+    mode = af.mode
+    if af.content is not None:
+        data: bytes = af.content.encode()
+    else:
+        src = source_root.path(str(af.source)) if source_root else Path(str(af.source))
+        try:
+            data = src.read_bytes()
+            if mode is None:
+                mode = os.stat(src).st_mode & 0o7777
+        except OSError as e:
+            raise OsConfigError(f"{where}.source: cannot read {af.source}: {e.strerror or e}") from None
+    entry = write_files.Entry(path=af.destination, content=data, permissions=0o644 if mode is None else mode)
+    try:
+        write_files.write_entry(ctx, entry, (0, 0) if os.geteuid() == 0 else None)
+    except (ModuleError, OSError) as e:
+        raise OsConfigError(f"{where}: writing {af.destination}: {e}") from None
+
+
+def _services(ctx: ModuleContext, svc: Services) -> None:
+    both = set(svc.enable) & set(svc.disable)
+    if both:
+        raise OsConfigError(f"os.services: {', '.join(sorted(both))} both enabled and disabled")
+    try:
+        for unit in svc.enable:
+            services.enable_in(ctx.target, ctx.runner, unit)
+        for unit in svc.disable:
+            services.disable_in(ctx.target, ctx.runner, unit)
+    except services.ServiceError as e:
+        raise OsConfigError(f"os.services: {e}") from None
+
+
+def _unwrap_netplan(doc: dict[str, Any]) -> dict[str, Any]:
+    from tether.network.parse import unwrap
+
+    inner = unwrap(doc)
+    return inner if isinstance(inner, dict) else doc
+
+
+def _netplan(ctx: ModuleContext, doc: dict[str, Any]) -> list[str]:
+    """The network stage's parser and renderers: networkd files, or /etc/netplan when the root has netplan."""
+    from tether.network import netplan, networkd
+    from tether.network.apply import choose_renderer
+    from tether.network.parse import parse_config
+
+    inner = _unwrap_netplan(doc)
+    if inner.get("version") != 2:
+        raise OsConfigError("os.netplan: expected a netplan (network config version 2) document with version: 2")
+    try:
+        model = parse_config(inner, "os.netplan")
+    except (ConfigError, ConfigErrors) as e:
+        raise OsConfigError(f"os.netplan: {e}") from None
+    renderer = choose_renderer(ctx.target, {})
+    if renderer == "netplan":
+        rep = netplan.write_netplan(ctx.target, inner)
+        networkd.remove_networkd(ctx.target)
+    else:
+        rep = networkd.sync_networkd(model, ctx.target)
+        netplan.remove_netplan(ctx.target)
+    LOG.info("os.netplan: %s wrote %s", renderer, ", ".join(rep.written) or "nothing new")
+    return [f"os.netplan: {w}" for w in model.warnings]
 
 
 CARRY_FILES = ("/etc/hostname", "/etc/machine-id")

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from tether.engine import checkpoints, filesystems, images, mounts, osconfig, state
+from tether.engine import checkpoints, filesystems, images, mounts, osconfig, scripts, state
 from tether.engine.hostcheck import datastore_path, filesystem_for_path
 from tether.engine.hostconfig import HostConfiguration, parse_host_config, to_data
 from tether.engine.install import fstab_entries
@@ -98,6 +98,12 @@ def stage(hc: HostConfiguration, runner: Runner, root: Target, opts: UpdateOptio
                 raise UpdateError(f"partition {pid!r} (PARTUUID {puuid}) is not present on this host")
             layout.devices[pid] = dev
             layout.partuuids[pid] = puuid
+        try:
+            scripts.run_stage(scripts.PRE_SERVICING, hc.scripts.pre_servicing, servicing_type=AB_UPDATE,
+                              runner=runner, servicing_root=root)
+        except scripts.ScriptError as e:
+            store.update("pre-servicing-failed", lastError=state.error_record("pre-servicing-script", str(e)))
+            raise
         return _stage_into(hc, new_spec, installed, layout, active, inactive, store, runner, root, opts)
 
 
@@ -174,8 +180,20 @@ def _stage_into(hc: HostConfiguration, new_spec: dict[str, Any], installed: dict
         # identity first, then the new configuration, so a hostname the new configuration sets wins
         copied = osconfig.carry_over(root, new_root, exclude=exclude)
         LOG.info("carried over: %s", ", ".join(copied) or "nothing")
-        osconfig.apply_os(new_root, hc, source_root=root)
-        osconfig.install_units(new_root)
+        try:
+            scripts.run_stage(scripts.POST_PROVISION, hc.scripts.post_provision, servicing_type=AB_UPDATE,
+                              runner=runner, servicing_root=root, new_root=new_root)
+            osconfig.apply_os(new_root, hc, source_root=root, runner=runner)
+            osconfig.install_units(new_root)
+            scripts.run_stage(scripts.POST_CONFIGURE, hc.scripts.post_configure, servicing_type=AB_UPDATE,
+                              runner=runner, servicing_root=root, new_root=new_root)
+        except (scripts.ScriptError, osconfig.OsConfigError) as e:
+            # the inactive slot is incomplete: nothing may boot it; the next run stages it again
+            category = "script" if isinstance(e, scripts.ScriptError) else "os-configuration"
+            doc = store.current()
+            store.update("staging-failed", staging=None, lastError=state.error_record(category, str(e)),
+                         slots={**doc["slots"], inactive: {"state": "bad", "reason": str(e), "at": state.now()}})
+            raise
         state.write_pointer(new_root, ds)
         checkpoints.reached("stage:configured")
     doc = store.current()

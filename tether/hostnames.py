@@ -136,19 +136,33 @@ def fqdn_from_hosts(ctx: ModuleContext, hostname: str) -> str | None:
     return None
 
 
-def ensure_localhost_entry(text: str, hostname: str, fqdn: str) -> str | None:
+def ensure_localhost_entry(text: str, hostname: str, fqdn: str, replace: bool = False) -> str | None:
     """/etc/hosts text with a ``127.0.1.1 fqdn hostname`` line (an existing 127.0.1.1 line naming both is
-    left alone; otherwise an entry is added after the existing ones). None when nothing needs to change."""
+    left alone; otherwise an entry is added after the existing ones). With ``replace``, 127.0.1.1 lines naming
+    other hosts (an image's or the previous name) are dropped and the entry takes the first one's place.
+    None when nothing needs to change."""
     names = [fqdn, hostname] if fqdn and fqdn != hostname else [hostname]
     lines = text.splitlines()
     last_local = -1
+    found = False
+    stale: list[int] = []
     for i, line in enumerate(lines):
         toks = line.split("#", 1)[0].split()
         if toks and toks[0] == LOCAL_IP:
             last_local = i
-            if toks[1:1 + len(names)] == names:
-                return None
+            if toks[1:1 + len(names)] == names and not found:
+                found = True
+            else:
+                stale.append(i)
+    if found and not (replace and stale):
+        return None
     entry = f"{LOCAL_IP} {' '.join(names)}"
+    if replace and stale:
+        first = stale[0]
+        lines = [ln for i, ln in enumerate(lines) if i not in stale]
+        if not found:
+            lines.insert(first, entry)
+        return "\n".join(lines) + "\n"
     if last_local >= 0:
         lines.insert(last_local + 1, entry)
     else:
