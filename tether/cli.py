@@ -39,7 +39,17 @@ def cmd_init(args: argparse.Namespace) -> int:
     env = _env(args)
     if _disabled(env):
         return 0
+    if args.local and getattr(args, "serve", False):
+        from tether.bootserver import serve_boot
+        return serve_boot(env, lambda: _fresh_env(env))
     return stages.run_local(env) if args.local else stages.run_network(env)
+
+
+def _fresh_env(env: Any) -> Any:
+    """A fresh Env for a later stage in the same process: system config re-read, logging left as set up."""
+    from tether.host import Host
+    from tether.stages import Env
+    return Env.create(env.target, Host(runner=env.runner), env.runner)
 
 
 def cmd_modules(args: argparse.Namespace) -> int:
@@ -93,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = verb("init", "run the local (--local) or network stage", cmd_init)
     sp.add_argument("--local", "-l", action="store_true", help="the local stage (before networking)")
+    sp.add_argument("--serve", action="store_true",
+                    help="with --local under systemd (Type=notify): stay and run the later stages handed over by "
+                         "tether-stage (see tether/bootserver.py)")
     sp = verb("modules", "run the config or final stage's modules", cmd_modules)
     sp.add_argument("--mode", "-m", choices=("config", "final"), default="config")
     sp = verb("single", "run one module now", cmd_single)
@@ -139,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def stage_args(argv: Sequence[str]) -> Any:
     """The stage command lines the units run, parsed by hand; None for anything else (argparse handles it)."""
-    args = SimpleNamespace(root="/", debug=False, verb=None, local=False, mode=None)
+    args = SimpleNamespace(root="/", debug=False, verb=None, local=False, serve=False, mode=None)
     it = iter(argv)
     for tok in it:
         if tok == "--debug":
@@ -153,6 +166,8 @@ def stage_args(argv: Sequence[str]) -> Any:
             args.verb = tok
         elif tok in ("--local", "-l") and args.verb == "init":
             args.local = True
+        elif tok == "--serve" and args.verb == "init":
+            args.serve = True
         elif tok in ("--mode", "-m") or tok.startswith("--mode="):
             mode = tok[7:] if tok.startswith("--mode=") else next(it, None)
             if args.verb != "modules" or mode not in ("config", "final"):

@@ -12,6 +12,7 @@ from tether.target import Target
 LOG = logging.getLogger(__name__)
 UNIT_DIR = "/etc/systemd/system"
 GENERATOR_DIR = "/etc/systemd/system-generators"
+LIB_DIR = "/usr/lib/tether"  # tether-stage, the later stage units' hand-over to the boot process
 # name -> the target whose .wants/ enables it. tether.target itself is pulled in per boot by the generator.
 ENABLE = {
     "tether-local.service": "tether.target",
@@ -58,6 +59,10 @@ def install(target: Target, enable: bool = True, tether_path: str | None = None)
                 unit, _, fname = name.partition("--")
                 dest = f"{UNIT_DIR}/{unit}.d/{fname}"
             target.write(dest, entry.read_bytes().replace(b"@TETHER@", exe.encode()), mode=0o644)
+            written.append(dest)
+        elif name == "tether-stage":
+            dest = f"{LIB_DIR}/tether-stage"
+            target.write(dest, entry.read_bytes().replace(b"@TETHER@", exe.encode()), mode=0o755)
             written.append(dest)
         elif name == "tether-generator":
             dest = f"{GENERATOR_DIR}/tether-generator"

@@ -43,6 +43,12 @@ def test_systemd_analyze_verify_accepts_units(tmp_path: Path) -> None:
     root = tmp_path / "root"
     install(Target.at(root), tether_path="/bin/true")
     unit_dir = root / "etc/systemd/system"
+    # the stage client lives in the root; verify checks executables on this host, so point at the installed copy
+    client = root / "usr/lib/tether/tether-stage"
+    assert os.access(client, os.X_OK) and "exec \"$tether\"" in client.read_text()
+    for unit in UNITS:
+        p = unit_dir / unit
+        p.write_text(p.read_text().replace("/usr/lib/tether/tether-stage", str(client)))
     proc = subprocess.run(["systemd-analyze", "verify", *UNITS], cwd=unit_dir, capture_output=True, text=True,
                           env={**os.environ, "SYSTEMD_UNIT_PATH": f"{unit_dir}:"}, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,183 @@
+"""One tether process for a boot's four stages.
+
+``tether init --local --serve`` is what ``tether-local.service`` (``Type=notify``) runs. It runs the local stage;
+when that succeeded it tells systemd it is ready (so units ordered after the local stage start) and stays alive,
+serving the later stages: ``tether-network/config/final.service`` run ``tether-stage`` (a small bash script,
+``units/tether-stage``, builtins only), which writes the stage's name to the FIFO ``/run/tether/boot.ctl`` and
+waits for its exit status on the FIFO ``/run/tether/reply.STAGE``; the server makes all of them (0600). The
+stages run here, in-process, exactly as ``tether init`` and ``tether modules --mode ...`` would run them;
+systemd's ordering of the units is unchanged and each unit still takes as long as its stage
+(``systemd-analyze blame`` stays honest).
+
+Why: every stage in its own process starts Python and imports tether again, about a second per stage in a VM
+without hardware acceleration (imports cost ~12x there), most of a later boot's time.
+
+Nothing waits forever: the server leaves after the final stage, or after ``IDLE_TIMEOUT`` seconds without a
+request; the client runs the stage itself when the server is not there or dies while it waits. Outside systemd
+(no ``NOTIFY_SOCKET``) ``--serve`` is plain ``init --local``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import stat
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tether.stages import Env
+
+LOG = logging.getLogger(__name__)
+CTL = "boot.ctl"
+PIDFILE = "boot.pid"
+IDLE_TIMEOUT = 900.0
+STAGES = ("init", "modules-config", "modules-final")
+
+
+def notify(message: str) -> bool:
+    """sd_notify(3): send ``message`` to systemd's notification socket; False when not run by systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET", "")
+    if not addr or addr[0] not in ("/", "@"):
+        return False
+    import socket
+    if addr[0] == "@":
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(addr)
+            s.sendall(message.encode())
+    except OSError as e:
+        LOG.warning("cannot notify systemd (%s): %s", addr.lstrip("\0"), e)
+        return False
+    return True
+
+
+def run_stage(stage: str, make_env: Callable[[], Env]) -> int:
+    """One later stage in this process, as its own command line would run it (fresh system config, etc.)."""
+    from tether import stages
+    from tether.runner import CLOCK
+    CLOCK.commands = 0.0
+    env = make_env()
+    from tether.detect import is_disabled
+    if is_disabled(env.host, env.target):
+        return 0
+    if stage == "init":
+        return stages.run_network(env)
+    return stages.run_modules_stage(env, stage.split("-", 1)[1])
+
+
+class Server:
+    """The FIFO end of the hand-over (``units/tether-stage`` is the other)."""
+
+    def __init__(self, run_dir: str, make_env: Callable[[], Env], idle: float = IDLE_TIMEOUT) -> None:
+        self.run_dir = run_dir
+        self.ctl = os.path.join(run_dir, CTL)
+        self.pidfile = os.path.join(run_dir, PIDFILE)
+        self.make_env = make_env
+        self.idle = idle
+        self.served: list[tuple[str, int]] = []
+
+    def reply_path(self, stage: str) -> str:
+        return os.path.join(self.run_dir, f"reply.{stage}")
+
+    def _fifos(self) -> list[str]:
+        return [self.ctl] + [self.reply_path(s) for s in STAGES]
+
+    def open(self) -> int:
+        os.makedirs(self.run_dir, mode=0o755, exist_ok=True)
+        for p in [self.pidfile, *self._fifos()]:
+            if os.path.lexists(p):
+                os.unlink(p)
+        for p in self._fifos():
+            os.mkfifo(p, 0o600)
+        # read-write: the FIFO never reports end-of-file between clients, and clients' opens never block
+        fd = os.open(self.ctl, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        tmp = self.pidfile + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(tmp, self.pidfile)
+        return fd
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+        for p in [self.pidfile, *self._fifos()]:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+
+    def serve(self, fd: int) -> None:
+        buf = b""
+        deadline = time.monotonic() + self.idle
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                LOG.info("boot server: no stage asked for %.0f s; leaving (later stages run on their own)", self.idle)
+                return
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                continue
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                stage = self.handle(line.decode("utf-8", "replace"))
+                deadline = time.monotonic() + self.idle
+                if stage == "modules-final":
+                    return
+
+    def handle(self, line: str) -> str | None:
+        stage = line.strip()
+        if stage not in STAGES:
+            LOG.warning("boot server: ignoring request %r", line[:200])
+            return None
+        reply = self.reply_path(stage)
+        try:
+            rc = run_stage(stage, self.make_env)
+        except Exception:
+            LOG.exception("boot server: stage %s crashed", stage)
+            rc = 1
+        self.served.append((stage, rc))
+        try:
+            # non-blocking: with no reader (the client gave up and ran the stage itself) this fails at once
+            out = os.open(reply, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            LOG.warning("boot server: cannot answer on %s: %s", reply, e)
+            return stage
+        try:
+            if not stat.S_ISFIFO(os.fstat(out).st_mode):
+                LOG.warning("boot server: %s is not a FIFO any more; not answering", reply)
+                return stage
+            os.write(out, f"{rc}\n".encode())
+        except OSError as e:
+            LOG.warning("boot server: cannot answer on %s: %s", reply, e)
+        finally:
+            os.close(out)
+        return stage
+
+
+def serve_boot(env: Env, make_env: Callable[[], Env], idle: float = IDLE_TIMEOUT) -> int:
+    """The local stage, then (under systemd, when it succeeded) the later stages until the final one."""
+    from tether import stages
+    rc = stages.run_local(env)
+    if rc != 0 or not os.environ.get("NOTIFY_SOCKET"):
+        return rc  # a failed local stage fails its unit as before; the later units run their stages themselves
+    server = Server(str(env.target.path(env.paths.run)), make_env, idle)
+    try:
+        fd = server.open()
+    except OSError as e:
+        LOG.warning("boot server: cannot listen on %s (%s); later stages run on their own", server.ctl, e)
+        notify("READY=1")
+        return rc
+    try:
+        notify("READY=1\nSTATUS=local stage done; serving the later stages")
+        server.serve(fd)
+    finally:
+        server.close(fd)
+    return 0
