@@ -1,21 +1,26 @@
 """Composable OS Image (COSI) 1.0-1.2: a plain tar file holding ``metadata.json`` and zstd-compressed images.
 
-Read strictly in order from a stream (no seeking, so an HTTP download is never buffered): ``cosi-marker`` (1.2),
-then ``metadata.json``, then the images. Metadata is validated per revision (fields added in 1.1 and 1.2 are
-required from those revisions on; unknown fields are ignored as the specification asks).
+The specification recommends (SHOULD) that ``metadata.json`` come first, and then the file is read in one pass as a
+stream (an HTTP download is never buffered): ``cosi-marker`` (1.2), ``metadata.json``, the images. When images come
+first, a source that can seek (a file, or an HTTP server honouring Range requests) has its tar headers walked to find
+``metadata.json``; the images then stream from their offsets. Metadata is validated per revision (fields added in
+1.1 and 1.2 are required from those revisions on; unknown fields are ignored as the specification asks).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 from tether.engine.formats import Reader
+from tether.engine.sources import RangeUnsupportedError
 from tether.errors import TetherError
 
+LOG = logging.getLogger(__name__)
 MAX_METADATA = 16 << 20
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _SHA384 = re.compile(r"^[0-9a-fA-F]{96}$")
@@ -217,13 +222,24 @@ def parse_metadata(raw: bytes) -> CosiMetadata:
     return CosiMetadata(doc["version"], doc["osArch"], tuple(fss), doc)
 
 
-# --- tar, read as a stream ------------------------------------------------------------------------------------
+# --- tar: read in order, or walked header by header when the source can seek ------------------------------------
+
+SEEK_MIN = 64 << 10  # gaps shorter than this are read through: cheaper than a new HTTP request
+_DATA_KINDS = (b"0", b"\0", b"7")
+
+
+class SeekableReader(Protocol):
+    def readinto(self, buf: memoryview) -> int: ...
+
+    def seek(self, offset: int) -> None: ...
+
 
 @dataclass
 class _Member:
     name: str
     size: int
     kind: bytes
+    start: int  # offset of its first header block, GNU long-name and pax headers included
 
 
 class EntryReader:
@@ -237,7 +253,7 @@ class EntryReader:
         if self.remaining <= 0:
             return 0
         want = min(len(buf), self.remaining)
-        n = self._tar.src.readinto(buf[:want])
+        n = self._tar.read(buf[:want])
         if not n:
             raise CosiError("the COSI file ends inside a member (truncated download?)")
         self.remaining -= n
@@ -245,25 +261,64 @@ class EntryReader:
 
 
 class TarStream:
+    """A tar file read in order from ``src``. Once ``use_seeks`` is called, data that is not read (other members,
+    gaps of ``SEEK_MIN`` bytes or more) is seeked over instead, lazily: one seek before the next read."""
+
     def __init__(self, src: Reader) -> None:
         self.src = src
+        self.pos = 0  # absolute offset in the file of the next byte read
+        self.headers = 0  # 512-byte header blocks read
+        self._seeker: SeekableReader | None = None
+        self._seek_pending = False
         self._current: EntryReader | None = None
         self._pad = 0
 
-    def _read_exact(self, n: int) -> bytes:
+    def can_seek(self) -> bool:
+        check = getattr(self.src, "seekable", None)
+        if callable(check):
+            return bool(check())
+        return callable(getattr(self.src, "seek", None))
+
+    def use_seeks(self) -> None:
+        self._seeker = cast(SeekableReader, self.src)
+
+    def seek_to(self, offset: int) -> None:
+        """Restart reading headers at ``offset`` (the start of a member's first header block)."""
+        assert self._seeker is not None
+        self._current = None
+        self._pad = 0
+        self.pos = offset
+        self._seek_pending = True
+
+    def read(self, buf: memoryview) -> int:
+        if self._seek_pending:
+            assert self._seeker is not None
+            self._seeker.seek(self.pos)
+            self._seek_pending = False
+        n = self.src.readinto(buf)
+        self.pos += n
+        return n
+
+    def read_exact(self, n: int) -> bytes:
         buf = bytearray(n)
         got = 0
         while got < n:
-            k = self.src.readinto(memoryview(buf)[got:])
+            k = self.read(memoryview(buf)[got:])
             if not k:
                 raise CosiError("the COSI file is truncated (tar header cut short)")
             got += k
         return bytes(buf)
 
     def _skip(self, n: int) -> None:
-        scratch = bytearray(min(n, 1 << 20) or 1)
+        if n <= 0:
+            return
+        if self._seeker is not None and (self._seek_pending or n >= SEEK_MIN):
+            self.pos += n
+            self._seek_pending = True
+            return
+        scratch = bytearray(min(n, 1 << 20))
         while n > 0:
-            k = self.src.readinto(memoryview(scratch)[:min(n, len(scratch))])
+            k = self.read(memoryview(scratch)[:min(n, len(scratch))])
             if not k:
                 raise CosiError("the COSI file is truncated")
             n -= k
@@ -279,13 +334,17 @@ class TarStream:
     def members(self) -> Iterator[tuple[_Member, EntryReader]]:
         long_name: str | None = None
         pax: dict[str, str] = {}
+        start: int | None = None
         while True:
             self._finish_current()
-            hdr = self._read_exact(512)
+            if start is None:
+                start = self.pos
+            hdr = self.read_exact(512)
+            self.headers += 1
             if hdr == bytes(512):
                 return  # end-of-archive; anything after it is not tar (the spec allows trailing data)
             if not _checksum_ok(hdr):
-                raise CosiError("not a COSI file: bad tar header checksum")
+                raise CosiError(f"not a COSI file: bad tar header checksum at byte {self.pos - 512}")
             name = hdr[0:100].split(b"\0", 1)[0].decode("utf-8", "replace")
             prefix = hdr[345:500].split(b"\0", 1)[0].decode("utf-8", "replace") if hdr[257:262] == b"ustar" else ""
             if prefix:
@@ -294,7 +353,7 @@ class TarStream:
             kind = hdr[156:157]
             pad = (-size) % 512
             if kind in (b"L", b"x", b"g"):
-                data = self._read_exact(size)
+                data = self.read_exact(size)
                 self._skip(pad)
                 if kind == b"L":
                     long_name = data.split(b"\0", 1)[0].decode("utf-8", "replace")
@@ -311,9 +370,11 @@ class TarStream:
             pax = {}
             if name.startswith("./"):
                 name = name[2:]
-            self._current = EntryReader(self, size if kind in (b"0", b"\0", b"7") else 0)
-            self._pad = pad if kind in (b"0", b"\0", b"7") else 0
-            yield _Member(name, size, kind), self._current
+            self._current = EntryReader(self, size if kind in _DATA_KINDS else 0)
+            self._pad = pad if kind in _DATA_KINDS else 0
+            member = _Member(name, size, kind, start)
+            start = None
+            yield member, self._current
 
 
 def _checksum_ok(block: bytes) -> bool:
@@ -345,33 +406,54 @@ def _parse_pax(data: bytes) -> dict[str, str]:
 
 
 class CosiStream:
-    """Opens a COSI stream: reads up to ``metadata.json`` and keeps its raw bytes (for the pinned hash)."""
+    """Opens a COSI file: finds ``metadata.json`` and keeps its raw bytes (for the pinned hash).
+
+    When ``metadata.json`` comes first (as the specification recommends) everything is one pass over a stream.
+    When images come first, the source must seek: the tar headers are walked (the images' data is seeked over,
+    never read) up to ``metadata.json``, then reading restarts at the first image, which streams as usual.
+    """
 
     def __init__(self, src: Reader) -> None:
         self.tar = TarStream(src)
         self._iter = self.tar.members()
         self.metadata_bytes = b""
+        self.walked = False  # metadata.json came after an image: its headers were walked
         seen_marker = False
-        for member, reader in self._iter:
-            if member.name == "cosi-marker":
-                seen_marker = True
-                continue
-            if member.name == "metadata.json":
-                if member.size > MAX_METADATA:
-                    raise CosiError(f"metadata.json is {member.size} bytes; over the {MAX_METADATA} limit")
-                self.metadata_bytes = self.tar._read_exact(member.size)
-                reader.remaining = 0
-                break
-            if member.name.startswith("images/"):
-                raise CosiError("metadata.json must come before the images in the COSI file "
-                                "(tether reads it as a stream)")
-        else:
-            raise CosiError("not a COSI file: no metadata.json")
+        resume = 0
+        try:
+            for member, reader in self._iter:
+                if member.name == "cosi-marker":
+                    seen_marker = True
+                    continue
+                if member.name == "metadata.json":
+                    if member.size > MAX_METADATA:
+                        raise CosiError(f"metadata.json is {member.size} bytes; over the {MAX_METADATA} limit")
+                    self.metadata_bytes = self.tar.read_exact(member.size)
+                    reader.remaining = 0
+                    break
+                if member.name.startswith("images/") and not self.walked:
+                    if not self.tar.can_seek():
+                        raise CosiError("metadata.json is not at the start of the COSI file and this source cannot "
+                                        "seek: metadata.json must come before the images to be read as a stream")
+                    self.tar.use_seeks()
+                    self.walked = True
+                    resume = member.start
+            else:
+                raise CosiError("not a COSI file: no metadata.json")
+        except RangeUnsupportedError as e:
+            raise CosiError(f"{e.url}: this server does not support Range requests, and metadata.json is not at the "
+                            "start of the COSI file (it follows the images); serve the file from a server that "
+                            "honours Range requests, or rebuild it with metadata.json first") from None
+        if self.walked:
+            LOG.info("metadata.json follows the images in the COSI file: found it at byte %d after %d tar "
+                     "headers; streaming the images from byte %d", self.tar.pos, self.tar.headers, resume)
+            self.tar.seek_to(resume)
+            self._iter = self.tar.members()
         self.metadata = parse_metadata(self.metadata_bytes)
         if self.metadata.version >= "1.2" and not seen_marker:
             raise CosiError("COSI 1.2 requires a cosi-marker file before metadata.json")
 
     def images(self) -> Iterator[tuple[str, EntryReader]]:
         for member, reader in self._iter:
-            if member.name.startswith("images/") and member.kind in (b"0", b"\0", b"7"):
+            if member.name.startswith("images/") and member.kind in _DATA_KINDS:
                 yield member.name, reader

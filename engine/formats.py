@@ -52,6 +52,17 @@ class PeekReader:
             return n
         return self.inner.readinto(buf)
 
+    def seekable(self) -> bool:
+        return callable(getattr(self.inner, "seek", None))
+
+    def seek(self, offset: int) -> None:
+        """Seek the wrapped source to an absolute offset (COSI tar walks); the sniffed bytes are not replayed."""
+        seek = getattr(self.inner, "seek", None)
+        if seek is None:
+            raise ImageFormatError("this image source cannot seek")
+        self._pos = len(self.head)
+        seek(offset)
+
 
 class HashingReader:
     """Hashes exactly the bytes read through it (the compressed bytes, when it wraps a source)."""

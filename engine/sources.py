@@ -5,6 +5,10 @@ Content-Length) is reopened with a ``Range`` request from the byte where it stop
 file replaced on the server is not spliced. Retries are bounded: ``retries`` reconnects in a row without new
 bytes, and an overall ``deadline``. TLS certificates are always verified (urllib's default context).
 
+Both sources can ``seek`` to an absolute offset (a COSI file whose ``metadata.json`` is not at the start is read by
+walking its tar headers): a file seeks, an HTTP source reopens lazily with ``Range: bytes=N-`` on its next read,
+and a server that answers such a request with the whole file raises ``RangeUnsupportedError``.
+
 ``tether.http.request`` reads a whole body into memory (capped at 32 MiB), so images use this streaming client.
 """
 
@@ -28,12 +32,24 @@ class ImageSourceError(TetherError):
     """The image could not be read (not found, refused, broken beyond the retry budget)."""
 
 
+class RangeUnsupportedError(ImageSourceError):
+    """The server answered a ``Range`` request with the whole file: this source cannot seek."""
+
+    def __init__(self, url: str, offset: int) -> None:
+        self.url = url
+        self.offset = offset
+        super().__init__(f"{url}: the server does not support Range requests: asked for the bytes from {offset}, "
+                         "it sent the whole file (HTTP 200)")
+
+
 class Source(Protocol):
     url: str
     size: int | None
     offset: int
 
     def readinto(self, buf: memoryview) -> int: ...
+
+    def seek(self, offset: int) -> None: ...
 
     def close(self) -> None: ...
 
@@ -56,6 +72,10 @@ class FileSource:
     def skip(self, n: int) -> None:
         self._f.seek(n, os.SEEK_CUR)
         self.offset += n
+
+    def seek(self, offset: int) -> None:
+        self._f.seek(offset)
+        self.offset = offset
 
     def close(self) -> None:
         self._f.close()
@@ -94,7 +114,12 @@ class HttpSource:
         if self.offset == 0:
             length = resp.headers.get("Content-Length")
             self.size = int(length) if length and length.isdigit() else None
-            self._validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+            now = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+            if self._validator and now and now != self._validator:  # reopened at 0 (a seek back, a retry)
+                resp.close()
+                raise ImageSourceError(f"{self.url}: the file changed on the server while it was being read "
+                                       f"({self._validator} became {now})")
+            self._validator = now
         elif status == 206:
             crange = resp.headers.get("Content-Range", "")
             start = crange.split(" ", 1)[-1].split("-", 1)[0]
@@ -103,7 +128,10 @@ class HttpSource:
                 raise ImageSourceError(f"{self.url}: resumed at byte {self.offset} but the server answered "
                                        f"Content-Range {crange!r}")
         else:
+            now = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
             resp.close()
+            if status == 200 and (now is None or self._validator is None or now == self._validator):
+                raise RangeUnsupportedError(self.url, self.offset)
             raise ImageSourceError(f"{self.url}: cannot resume at byte {self.offset}: the server ignored the "
                                    f"Range request (HTTP {status}) or the file changed")
         self._resp = resp
@@ -141,6 +169,8 @@ class HttpSource:
                 return 0
             why = ""
             try:
+                if self._resp is None:  # after a seek
+                    self._open()
                 assert self._resp is not None
                 n = self._resp.readinto(buf)
                 if n:
@@ -158,6 +188,13 @@ class HttpSource:
                 why = f"connection error ({e})"
             attempt += 1
             self._reconnect(why, attempt)
+
+    def seek(self, offset: int) -> None:
+        """Continue at ``offset``; the next read reopens with a Range request (unless nothing moved)."""
+        if offset == self.offset and self._resp is not None:
+            return
+        self.close()
+        self.offset = offset
 
     def close(self) -> None:
         if self._resp is not None:
