@@ -22,16 +22,18 @@ LOG = logging.getLogger("tether")
 
 
 def _env(args: argparse.Namespace, to_file: bool = True) -> Any:
-    from tether import logs
+    from tether import logs, stagetime
     from tether.host import Host
     from tether.runner import Runner
     from tether.stages import Env
     from tether.target import Target
-
+    stagetime.mark("imports")
     target = Target.at(args.root)
     logs.setup(target, debug=args.debug, to_file=to_file)
     runner = Runner()
-    return Env.create(target, Host(runner=runner), runner)
+    env = Env.create(target, Host(runner=runner), runner)
+    stagetime.mark("config")
+    return env
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -186,6 +188,8 @@ def stage_args(argv: Sequence[str]) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tether import stagetime
+    stagetime.mark("main")
     args = stage_args(sys.argv[1:] if argv is None else argv)
     if args is None:
         parser = build_parser()

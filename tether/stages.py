@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -155,6 +156,9 @@ def write_instance_data(env: Env, inst: InstanceData, merged: dict[str, Any] | N
 
 def _begin(env: Env, stage: str) -> StageStatus:
     env.target.defer_sync()  # one flush at the end of the stage (_finish), not one per file written
+    from tether import stagetime
+    stagetime.mark(stage)
+    LOG.info("stage %s: pid %d; after the process started: %s", stage, os.getpid(), stagetime.describe())
     status = StageStatus(env.target, stage, env.paths)
     status.start()
     for e in env.config_errors:
