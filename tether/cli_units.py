@@ -25,17 +25,6 @@ ENABLE = {
 }
 
 
-BIN_CANDIDATES = ("/usr/local/bin/tether", "/usr/bin/tether", "/opt/tether/bin/tether")
-
-
-def tether_bin(target: Target) -> str:
-    """Where the tether command lives inside the root (units need an absolute path)."""
-    for cand in BIN_CANDIDATES:
-        if target.exists(cand):
-            return cand
-    return "/usr/bin/tether"
-
-
 def package_dir(target: Target) -> str:
     """The directory holding the ``tether`` package inside the root, when it is where this tether runs from
     (a chroot, or a new slot with the running system's layout); "" otherwise. The generator starts Python without
@@ -47,9 +36,62 @@ def package_dir(target: Target) -> str:
     return here if target.exists(f"{here}/tether/generator.py") else ""
 
 
+LAUNCHER = f"{LIB_DIR}/tether"
+
+
+def import_path(target: Target) -> list[str]:
+    """This interpreter's package directories that the root has too, for the -S launcher; [] when tether is not a
+    plain installed package here (an editable install needs site's import hooks, so the launcher falls back)."""
+    import sys
+
+    import tether
+    pkg = os.path.dirname(os.path.abspath(tether.__file__))
+    if not os.path.isfile(os.path.join(pkg, "modules", "__init__.py")):
+        return []
+    return [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and
+            (target.live or target.path(p).is_dir())]
+
+
+# What a boot imports (the four stages on a NoCloud or metadata-service first boot), for the launcher's prefetch.
+BOOT_IMPORTS = ("tether.cli", "tether.stages", "tether.logs", "tether.bootserver", "tether.detect",
+                "tether.network.apply", "tether.network.v1", "tether.network.v2", "tether.userdata_stage",
+                "tether.modrunner", "tether.module", "tether.datasources.nocloud", "tether.datasources.ec2",
+                "tether.datasources.configdrive", "tether.isoread", "tether.accounts", "yaml")
+
+
+def boot_files(target: Target) -> list[str]:
+    """The module files (bytecode, extension modules) a boot's tether process reads, as this interpreter finds
+    them, kept when the root has them too."""
+    import importlib
+    import sys
+    for name in BOOT_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except Exception:  # an optional part missing here only shortens the list
+            continue
+    files: list[str] = []
+    for mod in list(sys.modules.values()):
+        path = getattr(mod, "__cached__", None) or getattr(mod, "__file__", None)
+        if not isinstance(path, str) or not path.startswith("/") or not path.endswith((".pyc", ".so")):
+            continue
+        if target.live or target.exists(path):
+            files.append(path)
+    return sorted(set(files))
+
+
+def launcher(target: Target) -> bytes:
+    import sys
+    python = sys.executable if sys.executable and target.exists(sys.executable) else "/usr/bin/python3"
+    text = resources.files("tether.units").joinpath("tether-launcher").read_text()
+    return (text.replace("@PYTHON@", python).replace("@SYSPATH@", repr(import_path(target)))
+            .replace("@PREFETCH@", repr(boot_files(target))).encode())
+
+
 def install(target: Target, enable: bool = True, tether_path: str | None = None) -> list[str]:
     written = []
-    exe = tether_path or tether_bin(target)
+    target.write(LAUNCHER, launcher(target), mode=0o755)
+    written.append(LAUNCHER)
+    exe = tether_path or LAUNCHER
     pkg = resources.files("tether.units")
     for entry in sorted(pkg.iterdir(), key=lambda e: e.name):
         name = entry.name
@@ -60,6 +102,8 @@ def install(target: Target, enable: bool = True, tether_path: str | None = None)
                 dest = f"{UNIT_DIR}/{unit}.d/{fname}"
             target.write(dest, entry.read_bytes().replace(b"@TETHER@", exe.encode()), mode=0o644)
             written.append(dest)
+        elif name == "tether-launcher":
+            continue
         elif name == "tether-stage":
             dest = f"{LIB_DIR}/tether-stage"
             target.write(dest, entry.read_bytes().replace(b"@TETHER@", exe.encode()), mode=0o755)

@@ -32,7 +32,7 @@ def test_wheel_contents(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for must in ("tether/cli.py", "tether/modules/write_files.py", "tether/datasources/nocloud.py",
                  "tether/engine/hostconfig.py", "tether/units/tether-local.service", "tether/units/tether-generator",
-                 "tether/units/tether-stage",
+                 "tether/units/tether-stage", "tether/units/tether-launcher",
                  "tether/userdata/pipeline.py", "tether/network/networkd.py", "tether/examples/nocloud/user-data"):
         assert must in names, must
     assert not any(n.startswith(("modules/", "datasources/", "engine/", "units/")) for n in names)

@@ -26,7 +26,10 @@ def test_install_units_writes_units_generator_and_wants(tmp_path: Path) -> None:
     unit_dir = root / "etc/systemd/system"
     for u in UNITS:
         assert (unit_dir / u).is_file()
-    assert "ExecStart=/usr/local/bin/tether init --local" in (unit_dir / "tether-local.service").read_text()
+    assert "ExecStart=/usr/lib/tether/tether init --local --serve" in (unit_dir / "tether-local.service").read_text()
+    launcher = (root / "usr/lib/tether/tether").read_text()
+    assert launcher.startswith(f"#!{sys.executable} -S\n") or launcher.startswith("#!/usr/bin/python3 -S\n")
+    assert "from tether.cli import main" in launcher
     gen = root / "etc/systemd/system-generators/tether-generator"
     assert os.access(gen, os.X_OK)
     assert gen.read_text().startswith("#!/usr/bin/python3 -S\n")
@@ -62,6 +65,27 @@ def test_local_stage_runs_before_network_and_network_before_sshd() -> None:
     assert "Before=network-pre.target" in local
     assert "After=tether-local.service" in net
     assert "sshd.service" in net.split("Before=", 1)[1]
+
+
+def test_launcher_runs_tether_without_site(tmp_path: Path) -> None:
+    """The units' launcher as systemd starts it: python -S, tether and its dependencies from the baked path."""
+    from tether.cli_units import launcher
+    text = launcher(Target.at("/")).decode()
+    paths = eval(text.split("sys.path.extend(", 1)[1].split(")\n", 1)[0])  # the literal list written in
+    assert isinstance(paths, list)
+    prefetch = eval(text.split("PREFETCH = ", 1)[1].split("\n", 1)[0])
+    names = {os.path.basename(p).split(".")[0] for p in prefetch}
+    assert {"stages", "cli", "bootserver", "dataclasses", "subprocess"} <= names, sorted(names)
+    assert any("/logging/" in p for p in prefetch) and any("/yaml/" in p for p in prefetch)
+    assert all(p.startswith("/") and p.endswith((".pyc", ".so")) for p in prefetch)
+    script = tmp_path / "tether"
+    script.write_text(text)
+    script.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-S", str(script), "--version"], capture_output=True, text=True,
+                         timeout=60, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("tether ")
 
 
 def test_generator_script_finds_tether_without_site(tmp_path: Path) -> None:
