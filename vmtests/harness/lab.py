@@ -73,11 +73,15 @@ class Lab:
             seed_iso: Path | None = None, imds: ImdsServer | None = None, smbios: Sequence[str] = (),
             on_reboot: Callable[[int], None] | None = None, plan_files: dict[str, str | bytes] | None = None,
             ssh_port: int | None = None, boot_timeout: float = BOOT_TIMEOUT,
-            extra_drives: Sequence[qemu.Drive] = (), max_boots: int | None = None) -> Outcome:
+            extra_drives: Sequence[qemu.Drive] = (), max_boots: int | None = None,
+            grow_disk_bytes: int = 0, firmware_boot_order: bool = False) -> Outcome:
         """``max_boots`` counts QEMU launches (default: one per plan boot); boots that never reach the guest agent
-        (a panicking slot) need more launches than the plan has boots."""
+        (a panicking slot) need more launches than the plan has boots. ``grow_disk_bytes`` enlarges the boot
+        disk's overlay before the first boot (an image booted on a bigger disk)."""
         self.work.mkdir(parents=True, exist_ok=True)
         top = qemu.overlay(disk, self.work / f"{name}.qcow2")
+        if grow_disk_bytes:
+            qemu.grow(top, grow_disk_bytes)
         drives = [qemu.Drive(verdict.plan_disk(self.work / f"{name}-plan.img", plan, plan_files))]
         if seed_iso is not None:
             drives.append(qemu.Drive(seed_iso, readonly=True))
@@ -86,7 +90,8 @@ class Lab:
         self.logs.append(log)
         vm = qemu.VM(disk=top, log=log, drives=drives, smp=self.smp, mem=self.mem,
                      net=qemu.Network(meta_port=imds.port if imds else None, ssh_port=ssh_port),
-                     smbios=list(smbios), boot_timeout=boot_timeout, max_boots=max_boots or max(1, len(plan)))
+                     smbios=list(smbios), boot_timeout=boot_timeout, max_boots=max_boots or max(1, len(plan)),
+                     firmware_boot_order=firmware_boot_order)
         try:
             result = vm.run(on_reboot=on_reboot)
         finally:

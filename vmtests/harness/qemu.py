@@ -43,6 +43,7 @@ MILESTONES = (
 class Drive:
     path: Path
     readonly: bool = False
+    serial: str = ""  # virtio-blk serial (max 20 chars): the guest's udev names /dev/disk/by-id/virtio-<serial>
 
     @property
     def fmt(self) -> str:
@@ -88,6 +89,10 @@ class VM:
     smbios: list[str] = field(default_factory=list)
     boot_timeout: float = 180.0
     max_boots: int = 1
+    # False: the boot disk gets bootindex=0, and OVMF rewrites BootOrder from QEMU's order at every boot (dropping
+    # entries the guest registered). True: no bootindex at all, so the firmware's own BootOrder variable decides,
+    # as on a physical machine (the clean-install scenario boots the disk whose entry the installer registered).
+    firmware_boot_order: bool = False
 
     def __post_init__(self) -> None:
         if self.vars is None:
@@ -107,8 +112,12 @@ class VM:
         for i, drive in enumerate([Drive(self.disk), *self.drives]):
             _no_commas(drive.path)
             ro = ",readonly=on" if drive.readonly else ""
+            if drive.serial and not re.fullmatch(r"[A-Za-z0-9_.-]{1,20}", drive.serial):
+                raise ValueError(f"drive serial {drive.serial!r}: 1-20 letters, digits, '_', '.', '-'")
+            serial = f",serial={drive.serial}" if drive.serial else ""
+            boot = ",bootindex=0" if i == 0 and not self.firmware_boot_order else ""
             cmd += ["-drive", f"id=d{i},file={drive.path},format={drive.fmt},if=none,cache=unsafe{ro}",
-                    "-device", f"virtio-blk-pci,drive=d{i}" + (",bootindex=0" if i == 0 else "")]
+                    "-device", f"virtio-blk-pci,drive=d{i}" + boot + serial]
         if self.net is None:
             cmd += ["-nic", "none"]
         else:
@@ -222,6 +231,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def _no_commas(path: Path) -> None:
     if "," in str(path):
         raise ValueError(f"{path}: QEMU option values cannot contain ',' here; use a path without commas")
+
+
+def grow(image: Path, by_bytes: int) -> None:
+    """Enlarge a disk image (e.g. a test's overlay) by ``by_bytes``: the guest sees a bigger disk."""
+    proc = subprocess.run(["qemu-img", "resize", "-q", "-f", "qcow2" if image.suffix == ".qcow2" else "raw",
+                           str(image), f"+{by_bytes}"], capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"qemu-img resize {image} +{by_bytes} failed: {proc.stderr.strip()}")
 
 
 def overlay(base: Path, out: Path) -> Path:
