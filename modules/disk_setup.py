@@ -127,10 +127,20 @@ def device_for(ctx: ModuleContext, name: str) -> str | None:
     return p.path if p else None
 
 
+SETTLE_SECONDS = 10
+
+
 def _open_disk(ctx: ModuleContext, what: str, path: str, allow_partition: bool = False) -> BlockDev | None:
     """The device for ``path``, or None when tether must only log (off-line and not a loop device)."""
     real = os.path.realpath(path)
     dev = blockdev.by_path(real)
+    if dev is None and ctx.live:
+        # a disk named by a udev link (/dev/disk/by-id/...) may not have its link yet early in a boot: let udev
+        # finish its queue once (bounded), as cloud-init does, before calling it missing
+        LOG.info("%s: %s is not there yet; waiting for udev (at most %d s)", what, path, SETTLE_SECONDS)
+        ctx.run(["udevadm", "settle", f"--timeout={SETTLE_SECONDS}"], check=False, timeout=SETTLE_SECONDS + 10)
+        real = os.path.realpath(path)
+        dev = blockdev.by_path(real)
     if dev is None:
         raise EntryError(f"{what}: device {path} does not exist or is not a block device")
     if dev.is_partition and not allow_partition:

@@ -192,3 +192,28 @@ def test_plan_layout_and_types() -> None:
     with pytest.raises(disk_setup.EntryError, match="unknown"):
         disk_setup.type_code("gpt", "zz99")
     assert disk_setup.type_code("gpt", 82) == GUID_SWAP
+
+
+def test_a_disk_whose_udev_link_appears_late_is_waited_for(disks: Disks, tmp_path: Path) -> None:
+    """Live, a missing device gets one bounded ``udevadm settle`` before it is called missing; a link that
+    appears meanwhile (udev catching up early in a boot) is used."""
+    from tether.runner import Runner
+    disk = disks.loop(32)
+    link = tmp_path / "by-id" / "virtio-late"
+    link.parent.mkdir()
+    real = Runner()
+
+    def settle(argv: list[str], kw: dict) -> int:
+        link.symlink_to(disk.dev)              # what udev would have done
+        return 0
+
+    runner = FakeRunner().expect("udevadm settle --timeout=10", handler=settle)
+    runner.expect("*", handler=lambda argv, kw: real.run(argv, **{k: v for k, v in kw.items() if k != "chroot"}))
+    ctx = ctx_for(tmp_path / "root", live=True, runner=runner)
+    run(ctx, {"disk_setup": {str(link): {"table_type": "gpt", "layout": True}}})
+    assert ctx.warnings == []
+    assert runner.calls[0] == ["udevadm", "settle", "--timeout=10"]
+    assert blkid(disk.dev)["PTTYPE"] == "gpt"
+    missing = ctx_for(tmp_path / "root2", live=True, runner=FakeRunner().expect("udevadm settle *"))
+    run(missing, {"disk_setup": {str(tmp_path / "by-id/never"): {"layout": True}}})
+    assert "does not exist" in "\n".join(missing.warnings)
