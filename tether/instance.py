@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def _b64() -> Any:
+    import base64  # only for binary user-data; not on a later boot's path
+    return base64
 
 REDACTED = "redacted for non-root user"
 # Keys that only the 0600 file carries (cloud-init's list plus ours).
@@ -40,7 +44,7 @@ class InstanceData:
         d: dict[str, Any] = {k: getattr(self, k) for k in self.__dataclass_fields__}
         for k in ("userdata", "vendordata", "vendordata2"):
             v = d[k]
-            d[k] = base64.b64encode(v).decode() if v is not None else None
+            d[k] = _b64().b64encode(v).decode() if v is not None else None
         return d
 
     @classmethod
@@ -48,7 +52,7 @@ class InstanceData:
         d = dict(d)
         for k in ("userdata", "vendordata", "vendordata2"):
             if d.get(k) is not None:
-                d[k] = base64.b64decode(d[k])
+                d[k] = _b64().b64decode(d[k])
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -59,7 +63,7 @@ def _text(b: bytes | None) -> str | None:
     try:
         return b.decode()
     except UnicodeDecodeError:
-        return base64.b64encode(b).decode()
+        return _b64().b64encode(b).decode()
 
 
 def system_platform() -> str:

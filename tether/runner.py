@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +73,8 @@ class Runner:
             run_env.update(env)
         if isinstance(data, str):
             data = data.encode()
+        import subprocess  # here, not at import: a later boot's local stage often runs no command at all
+
         start = time.monotonic()
         try:
             proc = subprocess.run(
