@@ -64,7 +64,7 @@ def make_launcher(python: str, env: dict[str, str], work: Path) -> str:
     this interpreter, written into ``work``."""
     code = ("import sys; from tether.cli_units import launcher; from tether.target import Target; "
             "sys.stdout.buffer.write(launcher(Target.at('/')))")
-    text = subprocess.run([python, "-c", code], env=env, check=True, capture_output=True).stdout
+    text = subprocess.run([python, "-c", code], env=env, check=True, capture_output=True, cwd=work).stdout
     path = work / "tether-launcher"
     path.write_bytes(text)
     path.chmod(0o755)
