@@ -9,9 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def _b64() -> Any:
-    import base64  # only for binary user-data; not on a later boot's path
-    return base64
+def _b64encode(data: bytes) -> str:
+    import base64  # here: only binary user-data needs it, not a later boot's path
+    return base64.b64encode(data).decode()
+
+
+def _b64decode(text: str) -> bytes:
+    import base64
+    return base64.b64decode(text)
 
 REDACTED = "redacted for non-root user"
 # Keys that only the 0600 file carries (cloud-init's list plus ours).
@@ -44,7 +49,7 @@ class InstanceData:
         d: dict[str, Any] = {k: getattr(self, k) for k in self.__dataclass_fields__}
         for k in ("userdata", "vendordata", "vendordata2"):
             v = d[k]
-            d[k] = _b64().b64encode(v).decode() if v is not None else None
+            d[k] = _b64encode(v) if v is not None else None
         return d
 
     @classmethod
@@ -52,7 +57,7 @@ class InstanceData:
         d = dict(d)
         for k in ("userdata", "vendordata", "vendordata2"):
             if d.get(k) is not None:
-                d[k] = _b64().b64decode(d[k])
+                d[k] = _b64decode(d[k])
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -63,7 +68,7 @@ def _text(b: bytes | None) -> str | None:
     try:
         return b.decode()
     except UnicodeDecodeError:
-        return _b64().b64encode(b).decode()
+        return _b64encode(b)
 
 
 def system_platform() -> str:

@@ -16,6 +16,12 @@ package: ``sfdisk`` is what tether's own partition growing (growpart ``auto`` wi
 ``disk_setup`` write tables with. Debian's cloud images carry it (cloud-guest-utils depends on it); the minimal
 harness rootfs does not. The package comes from the host's apt cache when the same version is there, else
 ``apt-get download``. Built per session (the wheel changes with the code), about as fast as the tether disk.
+
+``root_last_disk(..., lvm=True)`` also adds Debian's ``lvm2`` (for growpart's LVM path on a real device-mapper,
+``test_lvm.py``): ``lvm2`` and those of its dependencies the tree lacks (``dpkg -s`` inside the tree; minbase
+already has ``dmsetup`` and ``libdevmapper1.02.1``), at the versions the host's apt offers (the host is the same
+Debian release), unpacked with one ``dpkg -i --no-triggers`` (no initramfs rebuild: the ESP's initrd comes from the
+base disk and `/` is not on LVM) followed by ``ldconfig``.
 """
 
 from __future__ import annotations
@@ -64,6 +70,45 @@ def debian_package(name: str, version: str, work: Path) -> Path:
     return found[0]
 
 
+# lvm2 and the dependencies the harness's minbase tree may lack, in dependency order
+LVM_PACKAGES = ("libaio1", "libdevmapper-event1.02.1", "liblvm2cmd2.03", "dmeventd", "lvm2")
+
+
+def guest_has(root: Path, package: str) -> bool:
+    proc = subprocess.run(["chroot", str(root), "dpkg", "-s", package], capture_output=True, text=True, timeout=60)
+    return proc.returncode == 0 and "Status: install ok installed" in proc.stdout
+
+
+def host_candidate(package: str) -> str:
+    """The version the host's apt would install (same Debian release as the guest)."""
+    out = _run(["apt-cache", "policy", package], timeout=60)
+    for line in out.splitlines():
+        if line.strip().startswith("Candidate:"):
+            version = line.split(":", 1)[1].strip()
+            if version and version != "(none)":
+                return version
+    raise RuntimeError(f"apt-cache policy {package}: no candidate version on the host")
+
+
+def install_lvm(root: Path, work: Path) -> list[str]:
+    """Add lvm2 and its missing dependencies to the tree; the packages installed."""
+    missing = [p for p in LVM_PACKAGES if not guest_has(root, p)]
+    if not missing:
+        return []
+    debs = [debian_package(p, host_candidate(p), work) for p in missing]
+    names = []
+    for deb in debs:
+        shutil.copyfile(deb, root / "tmp" / deb.name)
+        names.append(f"/tmp/{deb.name}")
+    try:
+        _run(["chroot", str(root), "dpkg", "-i", "--no-triggers", *names], timeout=600)
+        _run(["chroot", str(root), "ldconfig"], timeout=120)
+    finally:
+        for deb in debs:
+            (root / "tmp" / deb.name).unlink(missing_ok=True)
+    return missing
+
+
 def install_deb(root: Path, deb: Path) -> None:
     """``dpkg -i`` inside the guest tree (its dependencies must already be there)."""
     inside = root / "tmp" / deb.name
@@ -74,8 +119,8 @@ def install_deb(root: Path, deb: Path) -> None:
         inside.unlink(missing_ok=True)
 
 
-def root_last_disk(out: Path, wheel: Path, log: Log = print) -> Path:
-    """Write the root-last disk (raw, sparse) with tether from ``wheel`` to ``out``."""
+def root_last_disk(out: Path, wheel: Path, log: Log = print, lvm: bool = False) -> Path:
+    """Write the root-last disk (raw, sparse) with tether from ``wheel`` to ``out`` (``lvm``: plus lvm2)."""
     t0 = time.monotonic()
     tree = rootfs.base_tree(log)
     base = image.base_disk(log)
@@ -102,6 +147,8 @@ def root_last_disk(out: Path, wheel: Path, log: Log = print) -> Path:
             image.add_guest_agent(root)
             image.install_tether(root, wheel)
             install_deb(root, debian_package("fdisk", guest_version(root, "libfdisk1"), Path(tmp) / "debs"))
+            if lvm:
+                log(f"vmtests: added {', '.join(install_lvm(root, Path(tmp) / 'debs')) or 'nothing'} for lvm2")
             with disk.slot_view(root, "a") as view:
                 _run(["mkfs.ext4", "-q", "-F", "-L", "root-a", "-d", str(view), "-E", f"offset={root_a.offset}",
                       str(out), f"{root_a.size_kib}k"])
