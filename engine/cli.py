@@ -56,6 +56,9 @@ def add_parsers(subparsers: Any) -> None:
         if verb == "install":
             p.add_argument("--allow-running-root-disk", action="store_true",
                            help="(test harnesses only) allow the disk holding the running root")
+            p.add_argument("--no-firmware-entry", action="store_true",
+                           help="do not register the new disk's boot loader in the firmware's boot entries "
+                                "(preparing a disk for another machine)")
         p.set_defaults(func=cmd_install if verb == "install" else cmd_update)
 
     p = subparsers.add_parser("commit", help="commit a finalized update after its reboot (run at every boot)")
@@ -156,6 +159,7 @@ def _finalize(args: argparse.Namespace, hc: Any = None) -> int:
         decision = parse_policy(getattr(args, "reboot", None)).decide()
         env = _servicing_env(args, reboot=decision.reboot)
         if args.verb == "install":
+            env.firmware_entry = not args.no_firmware_entry
             msg, _doc = fin.finalize_install(hc, env)
         elif not decision.finalize:
             print(f"staged; not finalizing now: {decision.reason}")

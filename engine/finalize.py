@@ -54,6 +54,7 @@ class ServicingEnv:
     tries: int = DEFAULT_TRIES
     reboot: bool = True
     uefi_disk: tuple[str, int] | None = None
+    firmware_entry: bool = True  # clean install: register the new disk's boot loader with the firmware
 
 
 def error_category(e: Exception) -> str:
@@ -233,6 +234,8 @@ def finalize_install(hc: HostConfiguration, env: ServicingEnv) -> tuple[str, dic
                                               cmdline=cmdline, version=next_version(store, backend), tries=0)
                 try:
                     make_next(backend, entry)
+                    firmware = _firmware_entry(env, name, layout.device(esp_id, VOLUME_A),
+                                               doc["partitionUuids"].get(layout.partition_for(esp_id, VOLUME_A)))
                 except BootError:
                     with contextlib.suppress(BootError):
                         backend.remove_entry(entry)
@@ -241,11 +244,35 @@ def finalize_install(hc: HostConfiguration, env: ServicingEnv) -> tuple[str, dic
                 store.update("clean-install-finalize-failed", lastError=state.error_record(error_category(e), str(e)))
                 raise FinalizeError(f"finalize: {e}; the new disk's boot configuration is unchanged") from None
             boot = {"backend": name, "espMount": esp_mp, "entryId": entry, "previousEntryId": None,
-                    "targetVolume": VOLUME_A, "operation": "clean-install", "tries": 0,
+                    "targetVolume": VOLUME_A, "operation": "clean-install", "tries": 0, "firmwareEntry": firmware,
                     "finalizedBootId": env.machine.current_boot_id(), "finalizedAt": state.now()}
             doc.update(servicingState=state.CLEAN_INSTALL_FINALIZED, boot=boot, lastError=None)
             store.record(doc, "clean-install-finalized")
     return f"finalized: {entry} on {hc.storage.disks[0].device} boots next", doc
+
+
+def _firmware_entry(env: ServicingEnv, backend_name: str, esp_device: str, esp_partuuid: str | None) -> str | None:
+    """Register the new disk's systemd-boot with the firmware, first in ``BootOrder`` (what ``bootctl install``
+    does), so the next boot starts the new disk even while the installer's medium stays attached. Returns the
+    entry's variable name, or None where there is nothing to register (another backend, no EFI variables, or
+    ``firmware_entry`` off): then the firmware has to find ``EFI/BOOT/BOOTX64.EFI`` on the new disk by itself."""
+    from tether.engine import efiboot
+    from tether.engine.boot_uefi import EfiVars
+
+    if backend_name != "systemd-boot" or env.backend is not None or not env.firmware_entry:
+        return None
+    efivars = EfiVars(env.machine.efivars)
+    if not efivars.available:
+        LOG.warning("no EFI variables at %s: no firmware boot entry registered; the firmware must find "
+                    "EFI/BOOT/BOOTX64.EFI on the new disk itself", efivars.path)
+        return None
+    if not esp_partuuid:
+        raise efiboot.FirmwareEntryError(f"the servicing state has no PARTUUID for the ESP ({esp_device})")
+    num = efiboot.register(efivars, "tether systemd-boot", efiboot.partition_of(esp_device, esp_partuuid),
+                           efiboot.SYSTEMD_BOOT_LOADER)
+    LOG.info("firmware boot entry Boot%04X (%s on %s) is first in BootOrder", num, efiboot.SYSTEMD_BOOT_LOADER,
+             esp_device)
+    return f"Boot{num:04X}"
 
 
 def _install_backend(env: ServicingEnv, new_root: Target, esp: Path) -> tuple[BootBackend, str]:

@@ -91,6 +91,34 @@ def await_update(rounds: int = 9) -> list[Step]:
     ]
 
 
+# The timer's own path (issue 6: tether-update.timer -> tether-update.service -> tether update --from-metadata,
+# reboot policy `now`): once the metadata names the new image, a runtime drop-in brings the timer's next run
+# forward (the image's drop-in parks it at 1h so it cannot race the plan) and the timer is restarted. The service
+# stages, finalizes and reboots by itself; the plan only waits, and fails if the reboot never comes. OnActiveSec
+# (from the restart), not a past OnBootSec: systemd 252 did not fire a restarted timer whose OnBootSec had passed.
+TIMER_DROPIN = "/run/systemd/system/tether-update.timer.d/99-vmtest-now.conf"
+
+
+def arm_timer(wait_for: str) -> Check:
+    seen = f"python3 /run/vmplan/tag.py 2>/dev/null | grep -q {wait_for}"
+    return Check("timer-armed", f"end=$((SECONDS + 45)); until {seen} || [ $SECONDS -ge $end ]; do sleep 1; done; "
+                 f"{seen} && mkdir -p {TIMER_DROPIN.rsplit('/', 1)[0]} && printf '%s\\n' '[Timer]' "
+                 "'OnActiveSec=3s' 'AccuracySec=1s' "
+                 f"> {TIMER_DROPIN} && systemctl daemon-reload && systemctl restart tether-update.timer && "
+                 "systemctl list-timers tether-update.timer --no-pager",
+                 "the metadata names the new image; the update timer is due now")
+
+
+def await_timer_reboot(rounds: int = 12) -> list[Step]:
+    return [Capture("timer-state", "sleep 5; systemctl show -p NextElapseUSecMonotonic -p LastTriggerUSec "
+                    "tether-update.timer; systemctl show -p ActiveState -p ExecMainStartTimestamp "
+                    "tether-update.service"),
+            *(Check(f"timer-wait-{i}", "sleep 45") for i in range(1, rounds)),
+            Check("timer-rebooted", "systemctl status tether-update.timer tether-update.service --no-pager | "
+                  "tail -n 30; systemctl cat tether-update.timer; tether get update-check; false",
+                  "tether-update.service should have staged, finalized and rebooted the VM by now")]
+
+
 def on_slot(slot: str) -> Check:
     if slot == "b":
         return Check("on-b", f"test \"$(cat {MARKER})\" = v2 && test \"$(findmnt -no SOURCE /)\" = /dev/vda3",
