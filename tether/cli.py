@@ -39,9 +39,13 @@ def _env(args: argparse.Namespace, to_file: bool = True) -> Any:
 def cmd_init(args: argparse.Namespace) -> int:
     from tether import stages
     env = _env(args)
+    serve = args.local and getattr(args, "serve", False)
     if _disabled(env):
+        if serve:  # a Type=notify unit whose process ends without READY=1 counts as failed
+            from tether.bootserver import notify
+            notify("READY=1\nSTATUS=tether is disabled")
         return 0
-    if args.local and getattr(args, "serve", False):
+    if serve:
         from tether.bootserver import serve_boot
         return serve_boot(env, lambda: _fresh_env(env))
     return stages.run_local(env) if args.local else stages.run_network(env)

@@ -229,3 +229,21 @@ def test_answer_is_not_written_into_a_replaced_file(tmp_path: Path) -> None:
         assert (run / "reply.init").read_text() == "keep"
     finally:
         srv.close(fd)
+
+
+def test_disabled_tether_still_reports_ready(tmp_path: Path) -> None:
+    """tether-local.service is Type=notify: even when tether is disabled it must say READY=1 before it exits."""
+    root = seeded_root(tmp_path / "root")
+    (root / "etc/tether").mkdir(parents=True, exist_ok=True)
+    (root / "etc/tether/disabled").write_text("")
+    notify = Notify(tmp_path / "notify.sock")
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path)}
+    try:
+        res = subprocess.run([sys.executable, "-m", "tether", "--root", str(root), "init", "--local", "--serve"],
+                             env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert "READY=1" in notify.sock.recv(4096).decode().split("\n")
+    finally:
+        notify.sock.close()
+    assert not (root / "run/tether/boot.ctl").exists()
+    assert "/etc/tether/disabled exists" in (root / "run/tether/disabled").read_text()
