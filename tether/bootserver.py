@@ -162,10 +162,23 @@ class Server:
         return stage
 
 
+def normal_priority() -> None:
+    """Back to the normal CPU priority. tether-local.service starts the local stage at a raised one (``Nice=``):
+    the unit holds up sysinit.target, so the whole boot waits for it while udev, fsck and the rest compete for the
+    CPU. The later stages, and the scripts and commands they start, run at the normal priority like any service.
+    Lowering one's own priority needs no privilege."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) < 0:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except OSError as e:
+        LOG.debug("cannot reset the CPU priority: %s", e)
+
+
 def serve_boot(env: Env, make_env: Callable[[], Env], idle: float = IDLE_TIMEOUT) -> int:
     """The local stage, then (under systemd, when it succeeded) the later stages until the final one."""
     from tether import stages
     rc = stages.run_local(env)
+    normal_priority()
     if rc != 0 or not os.environ.get("NOTIFY_SOCKET"):
         return rc  # a failed local stage fails its unit as before; the later units run their stages themselves
     server = Server(str(env.target.path(env.paths.run)), make_env, idle)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-MARKS: dict[str, float] = {}
+MARKS: dict[str, tuple[float, float]] = {}  # name -> (process age, CPU seconds used by then)
 
 
 def process_age() -> float | None:
@@ -26,9 +26,12 @@ def process_age() -> float | None:
 def mark(name: str) -> None:
     age = process_age()
     if age is not None:
-        MARKS[name] = age
+        t = os.times()
+        MARKS[name] = (age, t.user + t.system)
 
 
 def describe() -> str:
-    """``main 0.41s, env 0.80s, init-local 0.93s`` (process ages), or "" when nothing was recorded."""
-    return ", ".join(f"{k} {v:.2f}s" for k, v in MARKS.items())
+    """``main 0.41s (cpu 0.20s), imports 0.80s (cpu 0.52s)``: process ages and the CPU time the process had used
+    by then (the gap between the two is waiting: for the disk, or for a CPU other units hold), or "" when nothing
+    was recorded."""
+    return ", ".join(f"{k} {age:.2f}s (cpu {cpu:.2f}s)" for k, (age, cpu) in MARKS.items())

@@ -7,12 +7,15 @@ symlinks *inside* the root so a link in the image can never make tether write ou
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import stat
 from pathlib import Path
 
 from tether.errors import TetherError
+
+_NOT_THERE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)  # what Path.is_symlink() reads as False
 
 _MAX_LINKS = 40
 
@@ -64,30 +67,42 @@ class Target:
         return str(self.root) == "/"
 
     def path(self, p: str | os.PathLike[str]) -> Path:
-        """Host path of ``p`` (absolute within the target), resolving links inside the root."""
-        parts = [x for x in str(p).split("/") if x and x != "."]
-        cur = self.root
+        """Host path of ``p`` (absolute within the target), resolving links inside the root.
+
+        Called hundreds of times per boot, so plain strings and ``lstat`` (no Path per component); below a
+        component that does not exist nothing can be a link, so the rest is joined without more system calls."""
+        root = str(self.root)
+        parts = [x for x in os.fspath(p).split("/") if x and x != "."]
         links = 0
         out: list[str] = []
+        missing = False
         while parts:
             name = parts.pop(0)
             if name == "..":
                 if out:
                     out.pop()
+                missing = False
                 continue
-            candidate = self.root.joinpath(*out, name)
-            if candidate.is_symlink():
-                links += 1
-                if links > _MAX_LINKS:
-                    raise TargetPathError(f"too many symlinks resolving {p} in {self.root}")
-                dest = os.readlink(candidate)
-                if dest.startswith("/"):
-                    out = []
-                parts = [x for x in dest.split("/") if x and x != "."] + parts
-                continue
+            if not missing:
+                candidate = os.path.join(root, *out, name)
+                try:
+                    mode = os.lstat(candidate).st_mode
+                except OSError as e:
+                    if e.errno not in _NOT_THERE:
+                        raise
+                    missing = True
+                else:
+                    if stat.S_ISLNK(mode):
+                        links += 1
+                        if links > _MAX_LINKS:
+                            raise TargetPathError(f"too many symlinks resolving {p} in {self.root}")
+                        dest = os.readlink(candidate)
+                        if dest.startswith("/"):
+                            out = []
+                        parts = [x for x in dest.split("/") if x and x != "."] + parts
+                        continue
             out.append(name)
-        cur = self.root.joinpath(*out)
-        return cur
+        return Path(os.path.join(root, *out))
 
     def path_nofollow(self, p: str) -> Path:
         """Like path(), but the last component is not followed when it is a symlink."""

@@ -247,3 +247,33 @@ def test_disabled_tether_still_reports_ready(tmp_path: Path) -> None:
         notify.sock.close()
     assert not (root / "run/tether/boot.ctl").exists()
     assert "/etc/tether/disabled exists" in (root / "run/tether/disabled").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising a process's priority needs root")
+def test_local_stage_runs_at_the_units_priority_and_later_stages_at_normal(tmp_path: Path) -> None:
+    """tether-local.service starts the server with Nice=-10 (it holds up sysinit.target); once the local stage is
+    done the process is back at nice 0, so the later stages and the commands they run are not favoured."""
+    assert "\nNice=-10\n" in (HERE / "units/tether-local.service").read_text()
+    root = seeded_root(tmp_path / "root")
+    notify = Notify(tmp_path / "notify.sock")
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "tether", "--root", str(root), "init", "--local", "--serve"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, -10))  # as systemd starts it
+    try:
+        # Popen returns once the child has exec'd: Python is still starting, long before the local stage ends
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == -10
+        notify.wait_ready(proc)
+        deadline = time.monotonic() + 10
+        while os.getpriority(os.PRIO_PROCESS, proc.pid) != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == 0
+        fake, _ = fallback_bin(tmp_path)
+        for stage in STAGES:
+            assert client(root / "run/tether", stage, fake).returncode == 0, stage
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+        notify.sock.close()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tether.target import Target
+from tether.target import Target, TargetPathError
 
 
 def test_symlinks_cannot_escape_the_root(tmp_path: Path) -> None:
@@ -50,3 +50,27 @@ def test_deferred_sync_flushes_once_per_stage(tmp_path: Path, monkeypatch: pytes
     t.sync()
     t.sync()                                        # nothing new written: no second flush
     assert calls == ["sync"]
+
+
+def test_path_resolves_links_inside_the_root_like_the_kernel(tmp_path: Path) -> None:
+    """Links that stay inside the root resolve as realpath would; absolute ones are re-rooted; missing parts and
+    '..' after them are joined as written; a loop is an error naming the path."""
+    root = tmp_path / "root"
+    (root / "usr/lib/pkg").mkdir(parents=True)
+    (root / "etc").mkdir()
+    os.symlink("usr/lib", root / "lib")                    # relative, at the top
+    os.symlink("../usr/lib/pkg", root / "etc/pkg")         # relative with ..
+    os.symlink("/usr/lib/pkg/conf", root / "etc/conf")     # absolute: inside the root, not the host
+    os.symlink("loop-b", root / "etc/loop-a")
+    os.symlink("loop-a", root / "etc/loop-b")
+    (root / "usr/lib/pkg/file").write_text("x")
+    t = Target.at(root)
+    for p in ("/lib/pkg/file", "/etc/pkg/file", "/etc/pkg/../pkg/file", "/lib/pkg/new/deeper/x", "/etc/pkg",
+              "/usr/./lib//pkg/", "/"):
+        assert t.path(p) == Path(os.path.realpath(str(root) + p)), p
+    assert t.path("/etc/conf/x") == root / "usr/lib/pkg/conf/x"
+    assert t.path("/etc/missing/../pkg/file") == root / "usr/lib/pkg/file"
+    assert t.path("/usr/lib/pkg/file/under-a-file") == root / "usr/lib/pkg/file/under-a-file"
+    assert t.path_nofollow("/etc/pkg") == root / "etc/pkg"
+    with pytest.raises(TargetPathError, match="too many symlinks resolving /etc/loop-a/x"):
+        t.path("/etc/loop-a/x")
