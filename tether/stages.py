@@ -192,6 +192,8 @@ def _finish(env: Env, status: StageStatus) -> None:
     status.finish()
     yamlsafe.save_memo()
     env.target.sync()  # the stage's files reach the disk together (see _begin)
+    from tether import stagetime
+    LOG.info("stage %s done: %s", status.stage, stagetime.since(status.stage))
 
 
 def _preparse_userdata(inst: InstanceData) -> None:

@@ -35,3 +35,13 @@ def describe() -> str:
     by then (the gap between the two is waiting: for the disk, or for a CPU other units hold), or "" when nothing
     was recorded."""
     return ", ".join(f"{k} {age:.2f}s (cpu {cpu:.2f}s)" for k, (age, cpu) in MARKS.items())
+
+
+def since(name: str) -> str:
+    """``1.20s (cpu 0.95s)``: time and CPU time since mark ``name`` (the rest was waiting), or "" without it."""
+    start = MARKS.get(name)
+    age = process_age()
+    if start is None or age is None:
+        return ""
+    t = os.times()
+    return f"{age - start[0]:.2f}s (cpu {t.user + t.system - start[1]:.2f}s)"

@@ -27,3 +27,16 @@ def test_marks_record_process_age_and_cpu_time(monkeypatch: pytest.MonkeyPatch) 
 def test_describe_is_empty_without_marks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stagetime, "MARKS", {})
     assert stagetime.describe() == ""
+
+
+def test_since_reports_time_and_cpu_from_a_mark(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stagetime, "MARKS", {})
+    assert stagetime.since("init") == ""
+    stagetime.mark("init")
+    n = 0
+    for i in range(3_000_000):
+        n += i
+    got = re.fullmatch(r"(\d+\.\d\d)s \(cpu (\d+\.\d\d)s\)", stagetime.since("init"))
+    assert got, stagetime.since("init")
+    wall, cpu = map(float, got.groups())
+    assert cpu > 0 and cpu <= wall + 0.02
