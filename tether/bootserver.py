@@ -72,34 +72,13 @@ def run_stage(stage: str, make_env: Callable[[], Env]) -> int:
 class Server:
     """The FIFO end of the hand-over (``units/tether-stage`` is the other)."""
 
-    def __init__(self, run_dir: str, make_env: Callable[[], Env], idle: float = IDLE_TIMEOUT,
-                 record: str | None = None) -> None:
+    def __init__(self, run_dir: str, make_env: Callable[[], Env], idle: float = IDLE_TIMEOUT) -> None:
         self.run_dir = run_dir
         self.ctl = os.path.join(run_dir, CTL)
         self.pidfile = os.path.join(run_dir, PIDFILE)
         self.make_env = make_env
         self.idle = idle
         self.served: list[tuple[str, int]] = []
-        # what the later stages ran on the last boot (imported ahead while waiting), and what they ran on this one
-        self.record = record
-        self.last: dict[str, list[str]] = {}
-        self.ran: dict[str, list[str]] = {}
-        if record:
-            from tether import bootimports
-            self.last = bootimports.load(record)
-
-    def prewarm(self, stage: str) -> None:
-        if self.record:
-            from tether import bootimports
-            bootimports.prewarm(stage, self.last.get(stage, []))
-
-    def save_record(self) -> None:
-        if self.record and self.ran:
-            from tether import bootimports
-            try:
-                bootimports.save(self.record, self.ran)
-            except OSError as e:
-                LOG.warning("boot server: cannot write %s: %s", self.record, e)
 
     def reply_path(self, stage: str) -> str:
         return os.path.join(self.run_dir, f"reply.{stage}")
@@ -132,7 +111,6 @@ class Server:
 
     def serve(self, fd: int) -> None:
         buf = b""
-        self.prewarm(STAGES[0])
         deadline = time.monotonic() + self.idle
         while True:
             left = deadline - time.monotonic()
@@ -150,12 +128,9 @@ class Server:
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 stage = self.handle(line.decode("utf-8", "replace"))
-                if stage == "modules-final":
-                    self.save_record()
-                    return
-                if stage is not None:
-                    self.prewarm(STAGES[STAGES.index(stage) + 1])
                 deadline = time.monotonic() + self.idle
+                if stage == "modules-final":
+                    return
 
     def handle(self, line: str) -> str | None:
         stage = line.strip()
@@ -169,9 +144,6 @@ class Server:
             LOG.exception("boot server: stage %s crashed", stage)
             rc = 1
         self.served.append((stage, rc))
-        from tether.stages import MODULES_RAN
-        if stage in MODULES_RAN:
-            self.ran[stage] = MODULES_RAN.pop(stage)
         try:
             # non-blocking: with no reader (the client gave up and ran the stage itself) this fails at once
             out = os.open(reply, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -209,9 +181,7 @@ def serve_boot(env: Env, make_env: Callable[[], Env], idle: float = IDLE_TIMEOUT
     normal_priority()
     if rc != 0 or not os.environ.get("NOTIFY_SOCKET"):
         return rc  # a failed local stage fails its unit as before; the later units run their stages themselves
-    from tether.bootimports import FILE
-    server = Server(str(env.target.path(env.paths.run)), make_env, idle,
-                    record=str(env.target.path(f"{env.paths.data}/{FILE}")))
+    server = Server(str(env.target.path(env.paths.run)), make_env, idle)
     try:
         fd = server.open()
     except OSError as e:
