@@ -23,11 +23,16 @@ def process_age() -> float | None:
         return None
 
 
+def cpu_time() -> float:
+    """CPU seconds (user + system) this process has used."""
+    t = os.times()
+    return t.user + t.system
+
+
 def mark(name: str) -> None:
     age = process_age()
     if age is not None:
-        t = os.times()
-        MARKS[name] = (age, t.user + t.system)
+        MARKS[name] = (age, cpu_time())
 
 
 def describe() -> str:
@@ -43,5 +48,4 @@ def since(name: str) -> str:
     age = process_age()
     if start is None or age is None:
         return ""
-    t = os.times()
-    return f"{age - start[0]:.2f}s (cpu {t.user + t.system - start[1]:.2f}s)"
+    return f"{age - start[0]:.2f}s (cpu {cpu_time() - start[1]:.2f}s)"
