@@ -2,7 +2,7 @@
 
 ``tether init --local --serve`` is what ``tether-local.service`` (``Type=notify``) runs. It runs the local stage;
 when that succeeded it tells systemd it is ready (so units ordered after the local stage start) and stays alive,
-serving the later stages: ``tether-network/config/final.service`` run ``tether-stage`` (a small bash script,
+serving the later stages: ``tether-network/config/final.service`` run ``tether-stage`` (a small POSIX shell script,
 ``units/tether-stage``, builtins only), which writes the stage's name to the FIFO ``/run/tether/boot.ctl`` and
 waits for its exit status on the FIFO ``/run/tether/reply.STAGE``; the server makes all of them (0600). The
 stages run here, in-process, exactly as ``tether init`` and ``tether modules --mode ...`` would run them;
@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import select
-import stat
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -72,13 +71,16 @@ def run_stage(stage: str, make_env: Callable[[], Env]) -> int:
 class Server:
     """The FIFO end of the hand-over (``units/tether-stage`` is the other)."""
 
-    def __init__(self, run_dir: str, make_env: Callable[[], Env], idle: float = IDLE_TIMEOUT) -> None:
+    def __init__(self, run_dir: str, make_env: Callable[[], Env], idle: float = IDLE_TIMEOUT,
+                 record: str | None = None) -> None:
         self.run_dir = run_dir
+        self.record = record  # tether/bootimports.py: what the network stage ran, imported ahead next boot
         self.ctl = os.path.join(run_dir, CTL)
         self.pidfile = os.path.join(run_dir, PIDFILE)
         self.make_env = make_env
         self.idle = idle
         self.served: list[tuple[str, int]] = []
+        self.replies: dict[str, int] = {}
 
     def reply_path(self, stage: str) -> str:
         return os.path.join(self.run_dir, f"reply.{stage}")
@@ -95,6 +97,10 @@ class Server:
             os.mkfifo(p, 0o600)
         # read-write: the FIFO never reports end-of-file between clients, and clients' opens never block
         fd = os.open(self.ctl, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        # each reply FIFO stays open for writing while this process lives: a client's open for reading returns at
+        # once, and its read ends with end-of-file when this process exits, however it exits
+        for stage in STAGES:
+            self.replies[stage] = os.open(self.reply_path(stage), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         tmp = self.pidfile + ".tmp"
         with open(tmp, "w") as f:
             f.write(f"{os.getpid()}\n")
@@ -103,14 +109,38 @@ class Server:
 
     def close(self, fd: int) -> None:
         os.close(fd)
+        for out in self.replies.values():
+            os.close(out)
+        self.replies.clear()
         for p in [self.pidfile, *self._fifos()]:
             try:
                 os.unlink(p)
             except OSError:
                 pass
 
+    def prewarm(self, fd: int) -> None:
+        """Import what the network stage ran last boot while nothing is asked for (tether/bootimports.py)."""
+        if not self.record:
+            return
+        from tether import bootimports
+        try:
+            bootimports.prewarm(bootimports.load(self.record), lambda: bool(select.select([fd], [], [], 0)[0]))
+        except Exception as e:  # only ever a loss of time
+            LOG.warning("boot server: importing ahead failed: %s", e)
+
+    def save_record(self) -> None:
+        from tether.stages import MODULES_RAN
+        ran = MODULES_RAN.pop("init", None)
+        if self.record and ran is not None:
+            from tether import bootimports
+            try:
+                bootimports.save(self.record, ran)
+            except OSError as e:
+                LOG.warning("boot server: cannot write %s: %s", self.record, e)
+
     def serve(self, fd: int) -> None:
         buf = b""
+        self.prewarm(fd)
         deadline = time.monotonic() + self.idle
         while True:
             left = deadline - time.monotonic()
@@ -128,6 +158,8 @@ class Server:
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 stage = self.handle(line.decode("utf-8", "replace"))
+                if stage == "init":
+                    self.save_record()
                 deadline = time.monotonic() + self.idle
                 if stage == "modules-final":
                     return
@@ -137,29 +169,31 @@ class Server:
         if stage not in STAGES:
             LOG.warning("boot server: ignoring request %r", line[:200])
             return None
-        reply = self.reply_path(stage)
+        out = self.replies.get(stage)
+        if out is not None:
+            _drain(out)  # an answer no client read (one gave up) must not reach the next client
         try:
             rc = run_stage(stage, self.make_env)
         except Exception:
             LOG.exception("boot server: stage %s crashed", stage)
             rc = 1
         self.served.append((stage, rc))
-        try:
-            # non-blocking: with no reader (the client gave up and ran the stage itself) this fails at once
-            out = os.open(reply, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as e:
-            LOG.warning("boot server: cannot answer on %s: %s", reply, e)
+        if out is None:
+            LOG.warning("boot server: no reply FIFO for %s; not answering", stage)
             return stage
         try:
-            if not stat.S_ISFIFO(os.fstat(out).st_mode):
-                LOG.warning("boot server: %s is not a FIFO any more; not answering", reply)
-                return stage
             os.write(out, f"{rc}\n".encode())
         except OSError as e:
-            LOG.warning("boot server: cannot answer on %s: %s", reply, e)
-        finally:
-            os.close(out)
+            LOG.warning("boot server: cannot answer on %s: %s", self.reply_path(stage), e)
         return stage
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def normal_priority() -> None:
@@ -181,7 +215,9 @@ def serve_boot(env: Env, make_env: Callable[[], Env], idle: float = IDLE_TIMEOUT
     normal_priority()
     if rc != 0 or not os.environ.get("NOTIFY_SOCKET"):
         return rc  # a failed local stage fails its unit as before; the later units run their stages themselves
-    server = Server(str(env.target.path(env.paths.run)), make_env, idle)
+    from tether.bootimports import FILE
+    server = Server(str(env.target.path(env.paths.run)), make_env, idle,
+                    record=str(env.target.path(f"{env.paths.data}/{FILE}")))
     try:
         fd = server.open()
     except OSError as e:

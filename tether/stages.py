@@ -345,8 +345,13 @@ def _run_stage_modules(env: Env, inst: InstanceData, merged: dict[str, Any], sta
     return run
 
 
+# stage -> the modules it ran (imported) this time, for the boot server's record (tether/bootimports.py)
+MODULES_RAN: dict[str, list[str]] = {}
+
+
 def _append_events(env: Env, stage: str, run: StageRun) -> None:
     from tether.modrunner import events_json
+    MODULES_RAN[stage] = [e.name for e in run.events if e.result in ("ran", "failed", "invalid")]
     from tether.runner import CLOCK
     line = json.dumps({"stage": stage, "time": time.time(), "commands_seconds": round(CLOCK.commands, 4),
                        "modules": events_json(run)})

@@ -1,6 +1,7 @@
 """One process for the boot's stages: ``tether init --local --serve`` (as tether-local.service, Type=notify) and
 ``units/tether-stage`` (the later stage units) handing stages over through FIFOs, with the fallback to a process of
-their own whenever the server is not there or dies. Real processes, a real notify socket, the real bash client."""
+their own whenever the server is not there or dies. Real processes, a real notify socket, the real client run by
+the system's POSIX shell (dash on Debian)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def fallback_bin(tmp: Path) -> tuple[Path, Path]:
 
 def client(run_dir: Path, stage: str, exe: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TETHER_RUN_DIR": str(run_dir), "TETHER_BIN": str(exe)}
-    return subprocess.run(["bash", str(CLIENT), stage], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(["sh", str(CLIENT), stage], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 class Notify:
@@ -159,10 +160,11 @@ def test_client_falls_back_when_the_server_dies_mid_stage(tmp_path: Path) -> Non
     run.mkdir()
     os.mkfifo(run / "boot.ctl")
     os.mkfifo(run / "reply.modules-config")
-    # a "server" that takes the request and dies without answering
+    # a "server" that holds its FIFOs as the real one does, takes the request and dies without answering
     fake = subprocess.Popen([sys.executable, "-c", (
         "import os,sys,time\n"
         f"fd=os.open({str(run / 'boot.ctl')!r}, os.O_RDWR)\n"
+        f"out=os.open({str(run / 'reply.modules-config')!r}, os.O_RDWR)\n"
         f"open({str(run / 'boot.pid')!r},'w').write(str(os.getpid()))\n"
         "print(os.read(fd, 4096).decode(), flush=True)\n"
         "time.sleep(1)\n")], stdout=subprocess.PIPE, text=True)
@@ -277,3 +279,25 @@ def test_local_stage_runs_at_the_units_priority_and_later_stages_at_normal(tmp_p
             proc.kill()
         proc.communicate(timeout=30)
         notify.sock.close()
+
+
+def test_an_answer_nobody_read_does_not_reach_the_next_client(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    srv = Server(str(run), lambda: None, idle=0.5)                       # type: ignore[arg-type,return-value]
+    fd = srv.open()
+    import tether.bootserver as bs
+    orig = bs.run_stage
+    try:
+        bs.run_stage = lambda stage, make_env: 3                          # type: ignore[assignment]
+        assert srv.handle("modules-config") == "modules-config"         # its client gave up: nobody reads
+        bs.run_stage = lambda stage, make_env: 0                          # type: ignore[assignment]
+        reader = os.open(run / "reply.modules-config", os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            assert srv.handle("modules-config") == "modules-config"
+            assert os.read(reader, 100) == b"0\n"                         # this request's answer only
+        finally:
+            os.close(reader)
+    finally:
+        bs.run_stage = orig
+        srv.close(fd)
+    assert sorted(os.listdir(run)) == []
