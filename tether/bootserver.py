@@ -213,6 +213,8 @@ def serve_boot(env: Env, make_env: Callable[[], Env], idle: float = IDLE_TIMEOUT
     from tether import stages
     rc = stages.run_local(env)
     normal_priority()
+    import gc
+    gc.enable()  # the launcher turns it off for the local stage's start-up (units/tether-launcher)
     if rc != 0 or not os.environ.get("NOTIFY_SOCKET"):
         return rc  # a failed local stage fails its unit as before; the later units run their stages themselves
     from tether.bootimports import FILE

@@ -191,9 +191,11 @@ def _cached_if_manual(env: Env) -> tuple[Datasource, InstanceData] | None:
 def _finish(env: Env, status: StageStatus) -> None:
     status.finish()
     yamlsafe.save_memo()
+    t0 = time.monotonic()
     env.target.sync()  # the stage's files reach the disk together (see _begin)
     from tether import stagetime
-    LOG.info("stage %s done: %s", status.stage, stagetime.since(status.stage))
+    LOG.info("stage %s done: %s, of which %.2fs flushing to disk", status.stage, stagetime.since(status.stage),
+             time.monotonic() - t0)
 
 
 def _preparse_userdata(inst: InstanceData) -> None:

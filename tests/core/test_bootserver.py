@@ -301,3 +301,32 @@ def test_an_answer_nobody_read_does_not_reach_the_next_client(tmp_path: Path) ->
         bs.run_stage = orig
         srv.close(fd)
     assert sorted(os.listdir(run)) == []
+
+
+def test_launcher_runs_the_local_stage_without_cyclic_gc_and_the_server_turns_it_back_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from tether.bootserver import serve_boot
+    from tether.cli_units import launcher
+    from tether.host import Host
+    from tether.runner import Runner
+    from tether.stages import Env
+    from tether.target import Target
+    # the launcher turns collection off on the local stage's command line only
+    text = launcher(Target.at("/")).decode()
+    branch = text.split('if sys.argv[1:3] == ["init", "--local"]:', 1)[1].split("\nsys.path", 1)[0]
+    assert "gc.disable()" in branch and text.count("gc.disable()") == 1
+    # and the boot server turns it back on once the local stage is done, before it serves anything
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    root = seeded_root(tmp_path / "root")
+    runner = Runner()
+    env = Env.create(Target.at(root), Host(runner=runner), runner)
+    gc.disable()
+    try:
+        assert serve_boot(env, lambda: env) == 0
+        on = gc.isenabled()
+    finally:
+        gc.enable()
+    assert on
+    assert status(root)["init-local"]["finished"] is not None
