@@ -171,7 +171,9 @@ class Server:
             return None
         out = self.replies.get(stage)
         if out is not None:
-            _drain(out)  # an answer no client read (one gave up) must not reach the next client
+            # an answer left unread (its client was killed) is discarded here; a new client that reads before this
+            # runs could still see it: only when one stage is asked for twice in a boot, its first client killed
+            _drain(out)
         try:
             rc = run_stage(stage, self.make_env)
         except Exception:
