@@ -165,15 +165,17 @@ class Server:
                     return
 
     def handle(self, line: str) -> str | None:
-        stage = line.strip()
-        if stage not in STAGES:
+        # "STAGE TAG": the answer is "TAG RC", so a client skips an answer left unread by an earlier one (killed
+        # while it waited); TAG is the client's PID. A bare "STAGE" (an older client) is answered with "RC".
+        parts = line.split()
+        stage = parts[0] if parts else ""
+        tag = parts[1] if len(parts) == 2 and parts[1].isdigit() and parts[1].isascii() else None
+        if stage not in STAGES or len(parts) != (1 if tag is None else 2):
             LOG.warning("boot server: ignoring request %r", line[:200])
             return None
         out = self.replies.get(stage)
         if out is not None:
-            # an answer left unread (its client was killed) is discarded here; a new client that reads before this
-            # runs could still see it: only when one stage is asked for twice in a boot, its first client killed
-            _drain(out)
+            _drain(out)  # nobody will read what an earlier client left
         try:
             rc = run_stage(stage, self.make_env)
         except Exception:
@@ -184,7 +186,7 @@ class Server:
             LOG.warning("boot server: no reply FIFO for %s; not answering", stage)
             return stage
         try:
-            os.write(out, f"{rc}\n".encode())
+            os.write(out, (f"{tag} {rc}\n" if tag else f"{rc}\n").encode())
         except OSError as e:
             LOG.warning("boot server: cannot answer on %s: %s", self.reply_path(stage), e)
         return stage

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -180,7 +181,7 @@ def test_client_falls_back_when_the_server_dies_mid_stage(tmp_path: Path) -> Non
     res = client(run, "modules-config", exe, timeout=60)
     reaper.join(timeout=60)
     out = outs[0]
-    assert out == "modules-config\n\n"
+    assert out.split()[0] == "modules-config" and out.split()[1].isdigit()   # the stage and the client's tag
     assert res.returncode == 7 and "exited before answering" in res.stderr
     assert log.read_text().split() == ["modules", "--mode", "config"]
     assert time.monotonic() - t0 < 20
@@ -284,19 +285,35 @@ def test_local_stage_runs_at_the_units_priority_and_later_stages_at_normal(tmp_p
 def test_an_answer_nobody_read_does_not_reach_the_next_client(tmp_path: Path) -> None:
     run = tmp_path / "run"
     srv = Server(str(run), lambda: None, idle=0.5)                       # type: ignore[arg-type,return-value]
-    fd = srv.open()
+    fd = srv.open()                                                      # boot.pid: this (live) process
     import tether.bootserver as bs
     orig = bs.run_stage
     try:
         bs.run_stage = lambda stage, make_env: 3                          # type: ignore[assignment]
-        assert srv.handle("modules-config") == "modules-config"         # its client gave up: nobody reads
+        assert srv.handle("modules-config 4242") == "modules-config"    # its client was killed: nobody reads
         bs.run_stage = lambda stage, make_env: 0                          # type: ignore[assignment]
-        reader = os.open(run / "reply.modules-config", os.O_RDONLY | os.O_NONBLOCK)
+        exe, log = fallback_bin(tmp_path)
+        env = {**os.environ, "TETHER_RUN_DIR": str(run), "TETHER_BIN": str(exe)}
+        proc = subprocess.Popen(["sh", str(CLIENT), "modules-config"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
         try:
-            assert srv.handle("modules-config") == "modules-config"
-            assert os.read(reader, 100) == b"0\n"                         # this request's answer only
+            time.sleep(0.5)                                               # the client reads the stale answer first
+            deadline = time.monotonic() + 30
+            line = b""
+            while not line.endswith(b"\n"):
+                assert time.monotonic() < deadline
+                if select.select([fd], [], [], 1)[0]:
+                    line += os.read(fd, 4096)
+            assert line.decode().split() == ["modules-config", str(proc.pid)]
+            assert srv.handle(line.decode()) == "modules-config"
+            out, err = proc.communicate(timeout=30)
         finally:
-            os.close(reader)
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err                                  # its own answer, not the stale 3
+        assert not log.exists()
+        for bad in ("modules-config x1", "modules-config 1 2", "modules-config ١"):
+            assert srv.handle(bad) is None, bad
     finally:
         bs.run_stage = orig
         srv.close(fd)
