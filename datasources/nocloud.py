@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote
 
 from tether.datasource import Datasource
 from tether.datasources.seedfiles import FILES, Seed, read_dir, read_url
 from tether.errors import DatasourceError
 from tether.instance import InstanceData
+
+TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
+if TYPE_CHECKING:
+    from typing import Any
 
 LOG = logging.getLogger(__name__)
 SEED_DIRS = ("/var/lib/tether/seed/nocloud", "/var/lib/cloud/seed/nocloud", "/var/lib/cloud/seed/nocloud-net")

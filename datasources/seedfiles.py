@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tether import yamlsafe
 from tether.errors import ConfigError, DatasourceError
+from tether.record import Record
+
+TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
+if TYPE_CHECKING:
+    from typing import Any
 
 LOG = logging.getLogger(__name__)
 MAX_SEED_FILE = 16 * 1024 * 1024
 FILES = ("meta-data", "user-data", "vendor-data", "network-config")
 
 
-@dataclass
-class Seed:
-    where: str
-    meta_data: dict[str, Any]
-    user_data: bytes | None
-    vendor_data: bytes | None
-    network_config: dict[str, Any] | None
+class Seed(Record):
+    """A seed's parsed meta-data and raw files, with where it was read from."""
+
+    __slots__ = ("where", "meta_data", "user_data", "vendor_data", "network_config")
+
+    def __init__(self, where: str, meta_data: dict[str, Any], user_data: bytes | None, vendor_data: bytes | None,
+                 network_config: dict[str, Any] | None) -> None:
+        self.where = where
+        self.meta_data = meta_data
+        self.user_data = user_data
+        self.vendor_data = vendor_data
+        self.network_config = network_config
 
 
 def read_file(p: Path) -> bytes | None:

@@ -25,6 +25,9 @@ class FakeRunner(Runner):
     calls: list[list[str]] = field(default_factory=list)
     inputs: list[bytes | str | None] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        Runner.__init__(self)
+
     def expect(self, pattern: str, *, stdout: str = "", stderr: str = "", code: int = 0,
                handler: Handler | None = None) -> FakeRunner:
         def default(argv: list[str], kw: dict[str, Any]) -> Result:

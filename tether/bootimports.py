@@ -27,7 +27,9 @@ from collections.abc import Callable
 LOG = logging.getLogger(__name__)
 FILE = "boot-imports.json"
 STAGE = "init"
-MACHINERY = ("tether.userdata_stage", "tether.modrunner", "tether.modules")
+# subprocess: the runner imports it at the first command (tether/runner.py), which a later boot's network stage
+# usually reaches (bootcmd, growpart) but its local stage often does not
+MACHINERY = ("tether.userdata_stage", "tether.modrunner", "tether.modules", "subprocess")
 
 
 def load(path: str) -> list[str]:

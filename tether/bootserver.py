@@ -24,8 +24,8 @@ import os
 import select
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
 if TYPE_CHECKING:
     from tether.stages import Env
 

@@ -11,12 +11,14 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import argparse
 
 from tether import __version__
+
+TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
 
 LOG = logging.getLogger("tether")
 

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
 
-from tether.host import Host
-from tether.instance import InstanceData
-from tether.runner import Runner
-from tether.target import Target
+TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
+    from tether.host import Host
+    from tether.instance import InstanceData
+    from tether.runner import Runner
+    from tether.target import Target
 
 LOG = logging.getLogger(__name__)
 
 
-@dataclass
 class DsContext:
-    host: Host
-    target: Target
-    runner: Runner
-    settings: dict[str, Any] = field(default_factory=dict)   # system config datasource.<NAME>
-    deadline: float | None = None                              # time.monotonic() bound for fetch()
+    """What a datasource works with: ``settings`` is the system config's ``datasource.<NAME>``, ``deadline`` a
+    ``time.monotonic()`` bound for ``fetch()``."""
+
+    def __init__(self, host: Host, target: Target, runner: Runner, settings: dict[str, Any] | None = None,
+                 deadline: float | None = None) -> None:
+        self.host = host
+        self.target = target
+        self.runner = runner
+        self.settings: dict[str, Any] = {} if settings is None else settings
+        self.deadline = deadline
 
     def time_left(self, default: float) -> float:
         if self.deadline is None:

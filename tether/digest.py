@@ -6,7 +6,9 @@ gives the same digests. hashlib stays the fallback where that module is absent o
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def sha256(data: bytes = b"") -> Any:

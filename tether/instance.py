@@ -5,8 +5,12 @@ from __future__ import annotations
 import copy
 import os
 import sys
-from dataclasses import dataclass, field
-from typing import Any
+
+from tether.record import Record
+
+TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _b64encode(data: bytes) -> str:
@@ -24,29 +28,42 @@ SENSITIVE_KEYS = ("merged_cfg", "security-credentials", "userdata", "vendordata"
                   "ds/meta_data/ssh_keys_private", "ds/user_data", "ds/vendor_data")
 
 
-@dataclass
-class InstanceData:
-    datasource: str                      # cloud-init's name: NoCloud, ConfigDrive, Ec2, None ...
-    instance_id: str
-    subplatform: str = ""                # "seed-dir (/var/lib/cloud/seed/nocloud)"
-    platform: str = ""                   # lower-case platform: nocloud, openstack, ec2 ...
-    cloud_name: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
-    userdata: bytes | None = None
-    vendordata: bytes | None = None
-    vendordata2: bytes | None = None
-    network_config: dict[str, Any] | None = None
-    local_hostname: str | None = None
-    public_ssh_keys: list[str] = field(default_factory=list)
-    region: str | None = None
-    availability_zone: str | None = None
-    # datasource-specific extras shown under "ds" in instance-data.json
-    ds: dict[str, Any] = field(default_factory=dict)
-    # the desired host configuration for the engine, when the metadata carries one
-    host_configuration: Any = None
+class InstanceData(Record):
+    """What a datasource found. ``datasource`` is cloud-init's name (NoCloud, ConfigDrive, Ec2, None ...),
+    ``subplatform`` e.g. "seed-dir (/var/lib/cloud/seed/nocloud)", ``platform`` the lower-case platform (nocloud,
+    openstack, ec2 ...); ``ds`` holds datasource-specific extras shown under "ds" in instance-data.json and
+    ``host_configuration`` the engine's desired host configuration when the metadata carries one."""
+
+    __slots__ = ("datasource", "instance_id", "subplatform", "platform", "cloud_name", "metadata", "userdata",
+                 "vendordata", "vendordata2", "network_config", "local_hostname", "public_ssh_keys", "region",
+                 "availability_zone", "ds", "host_configuration")
+
+    def __init__(self, datasource: str, instance_id: str, subplatform: str = "", platform: str = "",
+                 cloud_name: str = "", metadata: dict[str, Any] | None = None, userdata: bytes | None = None,
+                 vendordata: bytes | None = None, vendordata2: bytes | None = None,
+                 network_config: dict[str, Any] | None = None, local_hostname: str | None = None,
+                 public_ssh_keys: list[str] | None = None, region: str | None = None,
+                 availability_zone: str | None = None, ds: dict[str, Any] | None = None,
+                 host_configuration: Any = None) -> None:
+        self.datasource = datasource
+        self.instance_id = instance_id
+        self.subplatform = subplatform
+        self.platform = platform
+        self.cloud_name = cloud_name
+        self.metadata: dict[str, Any] = {} if metadata is None else metadata
+        self.userdata = userdata
+        self.vendordata = vendordata
+        self.vendordata2 = vendordata2
+        self.network_config = network_config
+        self.local_hostname = local_hostname
+        self.public_ssh_keys: list[str] = [] if public_ssh_keys is None else public_ssh_keys
+        self.region = region
+        self.availability_zone = availability_zone
+        self.ds: dict[str, Any] = {} if ds is None else ds
+        self.host_configuration = host_configuration
 
     def to_cache(self) -> dict[str, Any]:
-        d: dict[str, Any] = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d: dict[str, Any] = {k: getattr(self, k) for k in self.__slots__}
         for k in ("userdata", "vendordata", "vendordata2"):
             v = d[k]
             d[k] = _b64encode(v) if v is not None else None
@@ -58,7 +75,7 @@ class InstanceData:
         for k in ("userdata", "vendordata", "vendordata2"):
             if d.get(k) is not None:
                 d[k] = _b64decode(d[k])
-        known = set(cls.__dataclass_fields__)
+        known = set(cls.__slots__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any
 
 from tether.instance import InstanceData
 from tether.paths import PATHS, Paths
 from tether.target import Target
+
+TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
+if TYPE_CHECKING:
+    from typing import Any
 
 LOG = logging.getLogger(__name__)
 

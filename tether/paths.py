@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from tether.record import Record
 
 LIB = "/var/lib/tether"
 RUN = "/run/tether"
 
 
-@dataclass(frozen=True)
-class Paths:
-    lib: str = LIB
-    run: str = RUN
-    log: str = "/var/log/tether.log"
-    output_log: str = "/var/log/tether-output.log"
-    etc: str = "/etc/tether"
+class Paths(Record):
+    """The state directories (``lib``, ``run``, ``etc``) and log files; read-only by convention (hashable)."""
+
+    __slots__ = ("lib", "run", "log", "output_log", "etc")
+
+    def __init__(self, lib: str = LIB, run: str = RUN, log: str = "/var/log/tether.log",
+                 output_log: str = "/var/log/tether-output.log", etc: str = "/etc/tether") -> None:
+        self.lib = lib
+        self.run = run
+        self.log = log
+        self.output_log = output_log
+        self.etc = etc
+
+    def __hash__(self) -> int:
+        return hash(self._values())
 
     @property
     def instance_link(self) -> str:

@@ -10,22 +10,26 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 from tether.errors import CommandError
+from tether.record import Record
 
 LOG = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 300.0
 REDACTED = "<redacted>"
 
 
-@dataclass
-class Result:
-    argv: list[str]
-    code: int
-    stdout: str
-    stderr: str
-    seconds: float = 0.0
+class Result(Record):
+    """A finished command: its argv (with ``chroot`` when it ran chrooted), exit code, output, duration."""
+
+    __slots__ = ("argv", "code", "stdout", "stderr", "seconds")
+
+    def __init__(self, argv: list[str], code: int, stdout: str, stderr: str, seconds: float = 0.0) -> None:
+        self.argv = argv
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
+        self.seconds = seconds
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
@@ -44,11 +48,12 @@ class _Clock:
 CLOCK = _Clock()
 
 
-@dataclass
 class Runner:
-    """Runs commands for real. ``root`` other than ``/`` means commands run under ``chroot``."""
+    """Runs commands for real (``chroot=`` other than ``/`` runs them under ``chroot``); ``history`` keeps every
+    argv it was given. Subclasses that are dataclasses call ``Runner.__init__`` from ``__post_init__``."""
 
-    history: list[list[str]] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.history: list[list[str]] = []
 
     def run(
         self,

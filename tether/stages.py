@@ -13,8 +13,6 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from tether import instance as instmod
 from tether import sysconfig, yamlsafe
@@ -28,7 +26,10 @@ from tether.runner import Runner
 from tether.status import StageStatus, write_result
 from tether.target import Target
 
+TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
 if TYPE_CHECKING:  # the module machinery loads only in stages that run modules
+    from typing import Any
+
     from tether.modrunner import StageRun
     from tether.module import ModuleContext
 
@@ -36,14 +37,18 @@ LOG = logging.getLogger(__name__)
 DEFAULT_NET_MAX_WAIT = 10.0
 
 
-@dataclass
 class Env:
-    target: Target
-    host: Host
-    runner: Runner
-    paths: Paths = PATHS
-    system_config: dict[str, Any] = field(default_factory=dict)
-    config_errors: list[str] = field(default_factory=list)
+    """What every stage works with: the target root, the host, the runner, the state paths, the system
+    configuration (tether.cfg + drop-ins) and the errors found reading it."""
+
+    def __init__(self, target: Target, host: Host, runner: Runner, paths: Paths = PATHS,
+                 system_config: dict[str, Any] | None = None, config_errors: list[str] | None = None) -> None:
+        self.target = target
+        self.host = host
+        self.runner = runner
+        self.paths = paths
+        self.system_config: dict[str, Any] = {} if system_config is None else system_config
+        self.config_errors: list[str] = [] if config_errors is None else config_errors
 
     @classmethod
     def create(cls, target: Target, host: Host | None = None, runner: Runner | None = None) -> Env:

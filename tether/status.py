@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from tether.paths import PATHS, Paths
 from tether.target import Target
+
+TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
+if TYPE_CHECKING:
+    from typing import Any
 
 STAGE_KEYS = ("init-local", "init", "modules-config", "modules-final")
 

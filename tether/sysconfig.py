@@ -11,10 +11,13 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from typing import Any
 
 from tether.errors import ConfigError
 from tether.target import Target
+
+TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
+if TYPE_CHECKING:
+    from typing import Any
 
 LOG = logging.getLogger(__name__)
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from tether.errors import ConfigError
+
+TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_YAML_BYTES = 16 * 1024 * 1024
 MAX_EXPANDED_NODES = 1_000_000

@@ -204,6 +204,9 @@ def test_network_config_rendered_once_then_memoized(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tether", "--root", str(root), "init",
                            "--local"], capture_output=True, text=True, timeout=60)
     assert "tether.network.v2" not in proc.stderr  # unchanged inputs: nothing parsed again
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "import time" in line}
+    # the start-up path before READY=1 stays free of what it does not need (tether/record.py)
+    assert not imported & {"dataclasses", "inspect", "typing", "ast"}, sorted(imported)
     assert (root / "etc/systemd/network/10-tether-id0.network").stat().st_mtime_ns == mtime
     assert (root / "run/tether/network-applied").exists()
     # a removed file is rendered again

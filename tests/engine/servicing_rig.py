@@ -82,6 +82,9 @@ class BootRunner(Runner):
     reboots: int = 0
     log: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        Runner.__init__(self)
+
     def run(self, argv: Any, **kw: Any) -> Result:  # type: ignore[override]
         argv = [str(a) for a in argv]
         if argv[:2] == ["systemctl", "reboot"]:

@@ -9,21 +9,35 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from tether.record import Record
+
+TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
+if TYPE_CHECKING:
+    from typing import Any
 
 ARPHRD_ETHER = 1
 
 
-@dataclass(frozen=True)
-class Iface:
-    name: str
-    mac: str | None
-    up: bool                  # administratively up (IFF_UP)
-    carrier: bool | None      # None when unknown (link down: the kernel will not say)
-    physical: bool            # backed by a device (PCI, virtio, ...), not a bridge/bond/veth/tun
-    driver: str | None = None
+class Iface(Record):
+    """One interface: ``up`` administratively (IFF_UP); ``carrier`` None when unknown (link down: the kernel
+    will not say); ``physical`` when backed by a device (PCI, virtio, ...), not a bridge/bond/veth/tun.
+    Read-only by convention (hashable)."""
+
+    __slots__ = ("name", "mac", "up", "carrier", "physical", "driver")
+
+    def __init__(self, name: str, mac: str | None, up: bool, carrier: bool | None, physical: bool,
+                 driver: str | None = None) -> None:
+        self.name = name
+        self.mac = mac
+        self.up = up
+        self.carrier = carrier
+        self.physical = physical
+        self.driver = driver
+
+    def __hash__(self) -> int:
+        return hash(self._values())
 
 
 def _read(p: Path) -> str | None:
