@@ -22,20 +22,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import os
 import time
 import xml.etree.ElementTree as ET
 from typing import Any
 from xml.sax.saxutils import escape
 
+from tether import log
 from tether.datasource import Datasource
 from tether.datasources.ec2 import obj, parse_host_config, setting_number, setting_urls
 from tether.errors import DatasourceError
 from tether.http import HttpError, request
 from tether.instance import InstanceData
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 DEFAULT_IMDS = "http://169.254.169.254"
 API_VERSION = "2021-08-01"

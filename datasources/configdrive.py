@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
+from tether import log
 from tether.datasource import Datasource
 from tether.datasources.seedfiles import read_file
 from tether.errors import DatasourceError
 from tether.instance import InstanceData
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 LABELS = ("config-2",)
 SEED_DIR = "/var/lib/cloud/seed/config_drive"
 DRIVE_FILES = tuple(f"openstack/latest/{n}" for n in ("meta_data.json", "user_data", "vendor_data.json",

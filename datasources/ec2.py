@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import http.client
 import json
-import logging
 import os
 import time
 import urllib.parse
 from typing import Any
 
+from tether import log
 from tether.datasource import Datasource, DsContext
 from tether.errors import DatasourceError
 from tether.http import MAX_BODY, HttpError
 from tether.instance import InstanceData
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 DEFAULT_URLS = ("http://169.254.169.254", "http://[fd00:ec2::254]")
 TOKEN_PATH = "/latest/api/token"

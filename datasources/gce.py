@@ -17,18 +17,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+from tether import log
 from tether.datasource import Datasource
 from tether.datasources.ec2 import obj, parse_host_config, setting_number, setting_urls
 from tether.errors import DatasourceError
 from tether.http import HttpError, request
 from tether.instance import InstanceData
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 DEFAULT_URL = "http://169.254.169.254/computeMetadata/v1"
 FLAVOR = {"Metadata-Flavor": "Google"}

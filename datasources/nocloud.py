@@ -4,10 +4,10 @@ which runs in the network stage."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from urllib.parse import unquote
 
+from tether import log
 from tether.datasource import Datasource
 from tether.datasources.seedfiles import FILES, Seed, read_dir, read_url
 from tether.errors import DatasourceError
@@ -17,7 +17,7 @@ TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy rea
 if TYPE_CHECKING:
     from typing import Any
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 SEED_DIRS = ("/var/lib/tether/seed/nocloud", "/var/lib/cloud/seed/nocloud", "/var/lib/cloud/seed/nocloud-net")
 DEFAULT_LABEL = "cidata"
 KEY_ALIASES = {"s": "seedfrom", "i": "instance-id", "h": "local-hostname"}

@@ -12,10 +12,10 @@ ignored.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from typing import Any
 
+from tether import log
 from tether.datasource import Datasource
 from tether.datasources.ec2 import mac_names, parse_host_config, setting_number, setting_urls
 from tether.datasources.openstack_format import host_config_text, parse_openstack
@@ -23,7 +23,7 @@ from tether.errors import DatasourceError
 from tether.http import HttpError, request
 from tether.instance import InstanceData
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 DEFAULT_URLS = ("http://169.254.169.254",)
 PREFIX = "openstack/latest"

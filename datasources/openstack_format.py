@@ -8,14 +8,14 @@ networks, services) into network config v1.
 from __future__ import annotations
 
 import ipaddress
-import logging
 from typing import Any
 
+from tether import log
 from tether.datasources.ec2 import parse_host_config
 from tether.errors import DatasourceError
 from tether.instance import InstanceData
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 HOST_CONFIG_KEYS = ("host-configuration", "host_configuration")
 # network_data.json link types that are plain NICs (everything that is not bond/vlan)

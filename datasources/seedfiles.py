@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-from tether import yamlsafe
+from tether import log, yamlsafe
 from tether.errors import ConfigError, DatasourceError
 from tether.record import Record
 
@@ -13,7 +12,7 @@ TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy rea
 if TYPE_CHECKING:
     from typing import Any
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 MAX_SEED_FILE = 16 * 1024 * 1024
 FILES = ("meta-data", "user-data", "vendor-data", "network-config")
 

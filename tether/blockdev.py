@@ -7,7 +7,6 @@ changed costs a few file reads. Signature probing (``wipefs -n``, ``blkid -p``) 
 from __future__ import annotations
 
 import json
-import logging
 import mmap
 import os
 import re
@@ -16,10 +15,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tether import log
 from tether.errors import CommandError
 from tether.runner import Runner
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 # Module-level so tests can point them at a fake tree.
 SYS_BLOCK = Path("/sys/class/block")

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 import os
 import sys
 import time
 from collections.abc import Callable
 
-LOG = logging.getLogger(__name__)
+from tether import log
+
+LOG = log.get(__name__)
 FILE = "boot-imports.json"
 STAGE = "init"
 # subprocess: the runner imports it at the first command (tether/runner.py), which a later boot's network stage

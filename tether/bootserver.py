@@ -19,17 +19,18 @@ request; the client runs the stage itself when the server is not there or dies w
 
 from __future__ import annotations
 
-import logging
 import os
 import select
 import time
 from collections.abc import Callable
 
+from tether import log
+
 TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
 if TYPE_CHECKING:
     from tether.stages import Env
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 CTL = "boot.ctl"
 PIDFILE = "boot.pid"
 IDLE_TIMEOUT = 900.0
@@ -220,6 +221,7 @@ def serve_boot(env: Env, make_env: Callable[[], Env], idle: float = IDLE_TIMEOUT
     import gc
     gc.enable()  # the launcher turns it off for the local stage's start-up (units/tether-launcher)
     if rc != 0 or not os.environ.get("NOTIFY_SOCKET"):
+        log.release()
         return rc  # a failed local stage fails its unit as before; the later units run their stages themselves
     from tether.bootimports import FILE
     server = Server(str(env.target.path(env.paths.run)), make_env, idle,
@@ -229,9 +231,11 @@ def serve_boot(env: Env, make_env: Callable[[], Env], idle: float = IDLE_TIMEOUT
     except OSError as e:
         LOG.warning("boot server: cannot listen on %s (%s); later stages run on their own", server.ctl, e)
         notify("READY=1")
+        log.release()
         return rc
     try:
         notify("READY=1\nSTATUS=local stage done; serving the later stages")
+        log.release()  # the local stage's records, held until the unit is ready (tether/log.py)
         server.serve(fd)
     finally:
         server.close(fd)

@@ -7,12 +7,11 @@ Each verb imports what it needs, so ``tether status`` at boot is cheap; the four
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 
-from tether import __version__
+from tether import __version__, log
 
 TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
 if TYPE_CHECKING:
@@ -20,28 +19,35 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-LOG = logging.getLogger("tether")
+LOG = log.get("tether")
 
 
 def _env(args: argparse.Namespace, to_file: bool = True) -> Any:
-    from tether import logs, stagetime
+    from tether import stagetime
     from tether.host import Host
     from tether.runner import Runner
     from tether.stages import Env
     from tether.target import Target
     stagetime.mark("imports")
     target = Target.at(args.root)
-    logs.setup(target, debug=args.debug, to_file=to_file)
+    log.setup(lambda: _logs_setup(target, args.debug, to_file))
     runner = Runner()
     env = Env.create(target, Host(runner=runner), runner)
     stagetime.mark("config")
     return env
 
 
+def _logs_setup(target: Any, debug: bool, to_file: bool) -> None:
+    from tether import logs
+    logs.setup(target, debug=debug, to_file=to_file)
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from tether import stages
-    env = _env(args)
     serve = args.local and getattr(args, "serve", False)
+    if serve:  # stdlib logging loads after READY=1 (tether/log.py); the stage's records wait in memory until then
+        log.hold()
+    env = _env(args)
     if _disabled(env):
         if serve:  # a Type=notify unit whose process ends without READY=1 counts as failed
             from tether.bootserver import notify
@@ -218,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        log.release()  # records still held (tether/log.py) reach the log before the process ends
 
 
 if __name__ == "__main__":

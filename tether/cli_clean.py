@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import shutil
 
+from tether import log
 from tether.paths import PATHS
 from tether.target import Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 
 def clean(target: Target, logs: bool = False, seed: bool = False, machine_id: bool = False) -> list[str]:

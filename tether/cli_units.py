@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from importlib import resources
 
+from tether import log
 from tether.target import Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 UNIT_DIR = "/etc/systemd/system"
 GENERATOR_DIR = "/etc/systemd/system-generators"
 LIB_DIR = "/usr/lib/tether"  # tether-stage, the later stage units' hand-over to the boot process

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import time
+
+from tether import log
 
 TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
 if TYPE_CHECKING:
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from tether.runner import Runner
     from tether.target import Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 
 class DsContext:

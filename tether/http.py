@@ -6,14 +6,14 @@ always on. Responses are size-capped so a hostile server cannot exhaust memory.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tether import log
 from tether.errors import TetherError
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 MAX_BODY = 32 * 1024 * 1024
 
 

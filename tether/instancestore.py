@@ -6,9 +6,9 @@ Everything is JSON (never pickle) and files holding user-data are 0600.
 from __future__ import annotations
 
 import json
-import logging
 import os
 
+from tether import log
 from tether.instance import InstanceData
 from tether.paths import PATHS, Paths
 from tether.target import Target
@@ -17,7 +17,7 @@ TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy rea
 if TYPE_CHECKING:
     from typing import Any
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 
 class InstanceStore:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from tether import log
 from tether.convert import _fields, convert
 from tether.errors import CommandError, ConfigErrors, TetherError
 from tether.module import FREQUENCIES, ModuleContext, ModuleError
 from tether.status import StageStatus
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 
 @dataclass

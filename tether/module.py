@@ -17,18 +17,18 @@ Offline effects (files in ``ctx.target``) always; live effects (``hostname``, ``
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tether import log
 from tether.errors import CommandError
 from tether.instance import InstanceData
 from tether.paths import PATHS, Paths
 from tether.runner import Result, Runner
 from tether.target import Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 FREQUENCIES = ("always", "once-per-instance", "once")
 STAGES = ("init", "config", "final")
 

@@ -8,13 +8,13 @@ what was left out. Other families get a clear "not supported" warning.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 
+from tether import log
 from tether.module import ModuleContext
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 # Keep the admin's changed conffiles and never prompt: a first boot has nobody to answer.
 APT_GET = ("apt-get", "--option=Dpkg::Options::=--force-confold", "--option=Dpkg::options::=--force-unsafe-io",

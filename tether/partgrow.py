@@ -14,16 +14,16 @@ the disk did not change runs no process and writes nothing. Growing itself uses,
 
 from __future__ import annotations
 
-import logging
 import re
 import shutil
 from dataclasses import dataclass
 
+from tether import log
 from tether.blockdev import SECTOR, BlockDev, pv_recorded_size
 from tether.errors import CommandError
 from tether.runner import Runner
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 # Grow only when at least this much (in 512-byte sectors) would be gained: 1 MiB, as alignment can eat
 # less than that and growing by a few sectors is a table write for nothing.

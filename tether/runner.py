@@ -6,15 +6,15 @@ Every command is an argv list (never a shell string built from input), has a tim
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
 
+from tether import log
 from tether.errors import CommandError
 from tether.record import Record
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 DEFAULT_TIMEOUT = 300.0
 REDACTED = "<redacted>"
 

@@ -7,14 +7,14 @@ stop the others; the caller gets every failure by name.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 
+from tether import log
 from tether.module import ModuleContext, ModuleError
 from tether.scripts import run_script
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 
 def executables(ctx: ModuleContext, directory: str) -> list[str]:

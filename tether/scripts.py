@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shlex
 import time
 from collections.abc import Mapping, Sequence
 
+from tether import log
 from tether.errors import CommandError
 from tether.runner import Runner
 from tether.target import Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 SCRIPT_TIMEOUT = 3600.0
 
 

@@ -9,18 +9,18 @@ vfat through mtools). A directory is used as is.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from tether import log
 from tether.errors import CommandError
 from tether.isoread import IsoError, read_files
 from tether.runner import Result, Runner
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 
 @contextlib.contextmanager

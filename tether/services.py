@@ -6,14 +6,13 @@ applying a host configuration's ``os.services`` to a new root) uses the same cal
 
 from __future__ import annotations
 
-import logging
-
+from tether import log
 from tether.errors import CommandError, TetherError
 from tether.module import ModuleContext
 from tether.runner import Runner
 from tether.target import Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 SYSTEMCTL_TIMEOUT = 90.0
 

@@ -9,13 +9,12 @@ written out but not run. The engine applies configuration into a freshly written
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
 
 from tether import instance as instmod
-from tether import sysconfig, yamlsafe
+from tether import log, sysconfig, yamlsafe
 from tether.datasource import Datasource, DsContext
 from tether.errors import ConfigError, TetherError
 from tether.host import Host
@@ -33,7 +32,7 @@ if TYPE_CHECKING:  # the module machinery loads only in stages that run modules
     from tether.modrunner import StageRun
     from tether.module import ModuleContext
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 DEFAULT_NET_MAX_WAIT = 10.0
 
 

@@ -9,9 +9,9 @@ skipped, the boot goes on with the rest); cloud-init drop-ins are read leniently
 from __future__ import annotations
 
 import copy
-import logging
 import os
 
+from tether import log
 from tether.errors import ConfigError
 from tether.target import Target
 
@@ -19,7 +19,7 @@ TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy rea
 if TYPE_CHECKING:
     from typing import Any
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 # The module lists of Debian's cloud.cfg (cloud-init 23.x), in order. Names tether does not implement are
 # reported once as "not supported by tether" when a user-data asks for them.

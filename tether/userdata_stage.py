@@ -3,12 +3,11 @@ the instance directory (0600/0700), run boothooks, and report problems in status
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import TYPE_CHECKING, Any
 
 from tether import instance as instmod
-from tether import sysconfig
+from tether import log, sysconfig
 from tether.instance import InstanceData
 from tether.instancestore import InstanceStore
 from tether.status import StageStatus
@@ -17,7 +16,7 @@ from tether.unsupported import unsupported_in
 if TYPE_CHECKING:
     from tether.stages import Env
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 INCLUDE_TIMEOUT = 10.0
 
 

@@ -8,10 +8,10 @@ the error (the message says what was written in its place).
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from tether import log
 from tether.errors import CommandError, ConfigError, ConfigErrors, TetherError
 from tether.host import Host
 from tether.network import netplan, networkd
@@ -24,7 +24,7 @@ from tether.paths import PATHS
 from tether.runner import Runner
 from tether.target import Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 APPLIED_MARKER = f"{PATHS.run}/network-applied"
 RENDERERS = ("netplan", "networkd")
 

@@ -1,0 +1,112 @@
+"""tether/log.py: records held during the boot's first stage reach the log intact, after READY=1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.core.test_stages import boot, seed_root
+from tether import log, logs
+
+
+@pytest.fixture(name="held")
+def held_fixture() -> object:
+    yield None
+    log.release()  # never leave the process holding records
+
+
+def test_held_records_keep_their_time_text_and_exception(held: object, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    lg = log.get("tether.test")
+    log.hold()
+    lg.info("one %s", "arg")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        lg.exception("it failed: %d", 7)
+    lg.warning("100%% sure %s", "!")
+    lg.debug("bad format %d", "x")   # logging would complain at emit time; the text is kept readable instead
+    assert caplog.records == []      # nothing reached stdlib logging yet
+    calls: list[str] = []
+    log.setup(lambda: calls.append("setup"))
+    assert calls == []               # deferred while held
+    log.release()
+    assert calls == ["setup"]
+    texts = [r.getMessage() for r in caplog.records]
+    assert texts[:3] == ["one arg", "it failed: 7", "100% sure !"]
+    assert "bad format" in texts[3] and "'x'" in texts[3] and "log format error" in texts[3]
+    assert caplog.records[1].exc_info and caplog.records[1].exc_info[0] is ValueError
+    first = caplog.records[0]
+    assert first.name == "tether.test" and first.levelno == logging.INFO
+    assert first.created <= caplog.records[-1].created
+    # not held any more: straight through, setup runs at once
+    lg.error("after %s", "release")
+    assert caplog.records[-1].getMessage() == "after release"
+    log.setup(lambda: calls.append("now"))
+    assert calls == ["setup", "now"]
+
+
+def test_secrets_registered_before_release_are_redacted_in_held_records(tmp_path: Path, held: object) -> None:
+    from tether.target import Target
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        log.hold()
+        log.get("tether.test").info("password is %s", "hunter2-secret")
+        logs.add_secret("hunter2-secret")
+        log.setup(lambda: logs.setup(Target.at(tmp_path), to_file=True))
+        log.release()
+        for h in root.handlers:
+            h.flush()
+        text = (tmp_path / "var/log/tether.log").read_text()
+        assert "password is <redacted>" in text and "hunter2" not in text
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in handlers:
+            root.addHandler(h)
+        root.setLevel(level)
+        logs._SECRETS.discard("hunter2-secret")
+
+
+WATCH = r"""
+import os, sys
+root = sys.argv[1]
+import tether.bootserver as bs
+seen = []
+def notify(msg):  # what the process has loaded at the moment it tells systemd it is ready
+    seen.append("logging" in sys.modules)
+bs.notify = notify
+bs.Server.serve = lambda self, fd: None   # no later stages in this test
+os.environ["NOTIFY_SOCKET"] = "/nonexistent"
+sys.argv = ["tether", "--root", root, "init", "--local", "--serve"]
+from tether.cli import main
+rc = main()
+print("READY-SAW-LOGGING", seen)
+sys.exit(rc)
+"""
+
+
+def test_later_boot_local_stage_is_ready_before_logging_loads_and_its_lines_follow(tmp_path: Path) -> None:
+    root = seed_root(tmp_path)
+    boot(root)
+    shutil.rmtree(root / "run")
+    logfile = root / "var/log/tether.log"
+    before = len(logfile.read_text().splitlines())
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    proc = subprocess.run([sys.executable, "-c", WATCH, str(root)], capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "READY-SAW-LOGGING [False]" in proc.stdout, proc.stdout + proc.stderr
+    new = logfile.read_text().splitlines()[before:]
+    assert any("stage init-local done" in line for line in new), new
+    assert any("stage init-local: pid" in line for line in new), new
+    status = json.loads((root / "run/tether/status.json").read_text())
+    assert status["v1"]["init-local"]["finished"] is not None and status["v1"]["init-local"]["errors"] == []

@@ -1,0 +1,117 @@
+"""tether's loggers: ``get(name)`` stands in for ``logging.getLogger(name)`` in tether's core and datasources.
+
+Records go to stdlib logging (handlers set up by tether/logs.py: /var/log/tether.log and stderr). The one
+difference: the boot's first stage can ``hold()`` them until ``release()``. ``import logging`` brings traceback,
+linecache, tokenize, textwrap, string, threading and weakref with it, about 0.3 s of CPU in a VM without hardware
+acceleration, and before READY=1 the whole boot waits for that unit. So while held, each record is kept in memory
+(message formatted at once, with its time and exception), and ``release()`` (right after READY=1, or when the
+process ends) sets up the handlers and hands the records over with their original times; secrets registered by
+then are redacted as usual.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+    from typing import Any
+
+    ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+
+DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
+
+_held: list[tuple[str, int, str, ExcInfo | None, float]] | None = None
+_setup: Callable[[], None] | None = None
+
+
+class Logger:
+    """The subset of ``logging.Logger`` tether uses: debug/info/warning/error/exception with %-style args."""
+
+    __slots__ = ("name", "_logger")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._logger: Any = None
+
+    def debug(self, msg: str, *args: object) -> None:
+        self._log(DEBUG, msg, args, False)
+
+    def info(self, msg: str, *args: object) -> None:
+        self._log(INFO, msg, args, False)
+
+    def warning(self, msg: str, *args: object) -> None:
+        self._log(WARNING, msg, args, False)
+
+    def error(self, msg: str, *args: object) -> None:
+        self._log(ERROR, msg, args, False)
+
+    def exception(self, msg: str, *args: object) -> None:
+        self._log(ERROR, msg, args, True)
+
+    def _log(self, level: int, msg: str, args: tuple[object, ...], exc: bool) -> None:
+        if _held is not None:
+            _held.append((self.name, level, _format(msg, args), sys.exc_info() if exc else None, time.time()))
+            return
+        logger = self._logger
+        if logger is None:
+            import logging
+            logger = self._logger = logging.getLogger(self.name)
+        logger.log(level, msg, *args, exc_info=exc)
+
+
+def get(name: str) -> Logger:
+    return Logger(name)
+
+
+def _format(msg: str, args: tuple[object, ...]) -> str:
+    try:
+        return msg % args if args else str(msg)
+    except (TypeError, ValueError) as e:  # logging would report a broken format at emit time; keep it readable
+        return f"{msg!s} {args!r} (log format error: {e})"
+
+
+def hold() -> None:
+    """Keep records in memory until ``release()`` (at the latest when the process exits)."""
+    global _held
+    if _held is None:
+        import atexit
+        _held = []
+        atexit.register(release)
+
+
+def holding() -> bool:
+    return _held is not None
+
+
+def setup(fn: Callable[[], None]) -> None:
+    """Set up the handlers with ``fn`` now, or at ``release()`` while records are held."""
+    global _setup
+    if _held is None:
+        fn()
+    else:
+        _setup = fn
+
+
+def release() -> None:
+    """Set up the handlers (if ``setup`` was deferred) and emit the held records; later records go straight
+    to stdlib logging."""
+    global _held, _setup
+    records, fn = _held, _setup
+    _held, _setup = None, None
+    if records is None:
+        return
+    import logging
+    if fn is not None:
+        fn()
+    for name, level, text, exc, created in records:
+        logger = logging.getLogger(name)
+        if not logger.isEnabledFor(level):
+            continue
+        record = logger.makeRecord(name, level, "(held)", 0, text, (), exc)
+        record.created = created
+        record.msecs = int((created - int(created)) * 1000)
+        logger.handle(record)
