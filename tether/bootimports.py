@@ -26,7 +26,6 @@ from collections.abc import Callable
 from tether import log
 
 LOG = log.get(__name__)
-FILE = "boot-imports.json"
 STAGE = "init"
 # subprocess: the runner imports it at the first command (tether/runner.py), which a later boot's network stage
 # usually reaches (bootcmd, growpart) but its local stage often does not

@@ -42,13 +42,18 @@ def notify(message: str) -> bool:
     addr = os.environ.get("NOTIFY_SOCKET", "")
     if not addr or addr[0] not in ("/", "@"):
         return False
-    import socket
+    # the C module: socket.py builds its enums when imported (~5 ms on a fast host, 0.1-0.2 s in a TCG guest),
+    # and READY=1 is what the whole boot waits for
+    import _socket
     if addr[0] == "@":
         addr = "\0" + addr[1:]
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+        try:
             s.connect(addr)
             s.sendall(message.encode())
+        finally:
+            s.close()
     except OSError as e:
         LOG.warning("cannot notify systemd (%s): %s", addr.lstrip("\0"), e)
         return False
@@ -223,9 +228,8 @@ def serve_boot(env: Env, make_env: Callable[[], Env], idle: float = IDLE_TIMEOUT
     if rc != 0 or not os.environ.get("NOTIFY_SOCKET"):
         log.release()
         return rc  # a failed local stage fails its unit as before; the later units run their stages themselves
-    from tether.bootimports import FILE
     server = Server(str(env.target.path(env.paths.run)), make_env, idle,
-                    record=str(env.target.path(f"{env.paths.data}/{FILE}")))
+                    record=str(env.target.path(env.paths.boot_imports)))
     try:
         fd = server.open()
     except OSError as e:

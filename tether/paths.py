@@ -43,6 +43,11 @@ class Paths(Record):
         return f"{self.lib}/data"
 
     @property
+    def boot_imports(self) -> str:
+        """What the network stage ran on the last boot (tether/bootimports.py)."""
+        return f"{self.data}/boot-imports.json"
+
+    @property
     def status_json(self) -> str:
         return f"{self.run}/status.json"
 
