@@ -6,11 +6,14 @@ linecache, tokenize, textwrap, string, threading and weakref with it, about 0.3 
 acceleration, and before READY=1 the whole boot waits for that unit. So while held, each record is kept in memory
 (message formatted at once, with its time and exception), and ``release()`` (right after READY=1, or when the
 process ends) sets up the handlers and hands the records over with their original times; secrets registered by
-then are redacted as usual.
+then are redacted as usual. Nothing waits long or gets lost: a record logged more than ``HOLD_MAX`` seconds after
+``hold()`` (a slow datasource, say) releases everything at once, and SIGTERM (systemd stopping a unit that
+hangs) releases the records before the process ends as it would have.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -23,9 +26,12 @@ if TYPE_CHECKING:
     ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
+HOLD_MAX = 5.0
 
 _held: list[tuple[str, int, str, ExcInfo | None, float]] | None = None
+_held_since = 0.0
 _setup: Callable[[], None] | None = None
+_sigterm: Any = None  # the SIGTERM handler hold() replaced
 
 
 class Logger:
@@ -54,7 +60,10 @@ class Logger:
 
     def _log(self, level: int, msg: str, args: tuple[object, ...], exc: bool) -> None:
         if _held is not None:
-            _held.append((self.name, level, _format(msg, args), sys.exc_info() if exc else None, time.time()))
+            now = time.time()
+            _held.append((self.name, level, _format(msg, args), sys.exc_info() if exc else None, now))
+            if now - _held_since > HOLD_MAX:
+                release()
             return
         logger = self._logger
         if logger is None:
@@ -75,16 +84,22 @@ def _format(msg: str, args: tuple[object, ...]) -> str:
 
 
 def hold() -> None:
-    """Keep records in memory until ``release()`` (at the latest when the process exits)."""
-    global _held
+    """Keep records in memory until ``release()`` (at the latest when the process exits or is terminated)."""
+    global _held, _held_since, _sigterm
     if _held is None:
+        import _signal  # the C module: signal.py builds enums at import
         import atexit
-        _held = []
+        _held, _held_since = [], time.time()
         atexit.register(release)
+        _sigterm = _signal.signal(_signal.SIGTERM, _terminated)
 
 
-def holding() -> bool:
-    return _held is not None
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM while held: release the records, then end as SIGTERM would have ended the process."""
+    import _signal
+    release()
+    _signal.signal(signum, _signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def setup(fn: Callable[[], None]) -> None:
@@ -99,11 +114,15 @@ def setup(fn: Callable[[], None]) -> None:
 def release() -> None:
     """Set up the handlers (if ``setup`` was deferred) and emit the held records; later records go straight
     to stdlib logging."""
-    global _held, _setup
+    global _held, _setup, _sigterm
     records, fn = _held, _setup
     _held, _setup = None, None
     if records is None:
         return
+    import _signal
+    if _signal.getsignal(_signal.SIGTERM) is _terminated:
+        _signal.signal(_signal.SIGTERM, _sigterm if _sigterm is not None else _signal.SIG_DFL)
+    _sigterm = None
     import logging
     if fn is not None:
         fn()

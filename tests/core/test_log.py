@@ -76,6 +76,40 @@ def test_secrets_registered_before_release_are_redacted_in_held_records(tmp_path
         logs._SECRETS.discard("hunter2-secret")
 
 
+def test_a_long_hold_ends_by_itself(held: object, caplog: pytest.LogCaptureFixture,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr(log, "HOLD_MAX", 0.0)   # as if the stage had already run past the bound
+    log.hold()
+    log.get("tether.test").info("slow datasource")
+    assert [r.getMessage() for r in caplog.records] == ["slow datasource"]   # released, not held any more
+    log.get("tether.test").info("next")
+    assert caplog.records[-1].getMessage() == "next"
+
+
+TERM = r"""
+import logging, os, signal, sys
+from tether import log
+log.hold()
+def setup():
+    h = logging.FileHandler(sys.argv[1])
+    h.setFormatter(logging.Formatter("%(name)s %(message)s"))
+    logging.getLogger().addHandler(h)
+    logging.getLogger().setLevel(logging.DEBUG)
+log.setup(setup)
+log.get("tether.test").info("held before the stop")
+os.kill(os.getpid(), signal.SIGTERM)
+log.get("tether.test").info("never reached")
+"""
+
+
+def test_sigterm_while_held_writes_the_records_and_still_ends_the_process(tmp_path: Path) -> None:
+    out = tmp_path / "out.log"
+    proc = subprocess.run([sys.executable, "-c", TERM, str(out)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -15, proc.stderr                # ended by SIGTERM, as without the hold
+    assert out.read_text().splitlines() == ["tether.test held before the stop"]
+
+
 WATCH = r"""
 import os, sys
 root = sys.argv[1]
