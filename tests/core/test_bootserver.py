@@ -117,6 +117,29 @@ def test_one_process_runs_all_four_stages(tmp_path: Path, served: tuple[Path, su
     assert "alice:" in (root / "etc/passwd").read_text()
     assert json.loads((run / "result.json").read_text())["v1"]["errors"] == []
     assert (root / "var/lib/tether/instance/boot-finished").exists()
+    # the local stage's lines, held until READY=1 (tether/log.py), are in the log, before the next stage's
+    lines = (root / "var/log/tether.log").read_text().splitlines()
+    local_done = next(i for i, line in enumerate(lines) if "stage init-local done" in line)
+    assert local_done < next(i for i, line in enumerate(lines) if "stage init: pid" in line)
+
+
+def test_failed_local_stage_under_systemd_logs_its_error_and_is_not_ready(tmp_path: Path) -> None:
+    root = seeded_root(tmp_path / "root")
+    (root / "var/lib/tether").mkdir(parents=True, exist_ok=True)
+    (root / "var/lib/tether/instances").write_text("not a directory\n")   # the instance cache cannot be written
+    notify = Notify(tmp_path / "notify.sock")
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path)}
+    try:
+        res = subprocess.run([sys.executable, "-m", "tether", "--root", str(root), "init", "--local", "--serve"],
+                             env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert res.returncode == 1, res.stderr
+        with pytest.raises(TimeoutError):
+            notify.sock.recv(4096)                  # no READY=1: the unit fails, the later units run alone
+    finally:
+        notify.sock.close()
+    text = (root / "var/log/tether.log").read_text()
+    assert "stage init-local failed" in text and "Traceback" in text, text[-2000:]
+    assert "stage init-local failed" in res.stderr     # and on stderr (the journal), as before
 
 
 def test_stage_failure_exit_code_reaches_the_unit(tmp_path: Path,
