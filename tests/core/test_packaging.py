@@ -53,3 +53,39 @@ def test_installed_wheel_imports_and_runs(wheel: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout.strip()) >= 9
     assert (tmp_path / "root/etc/systemd/system/tether-final.service").exists()
+
+
+def _requires(wheel: Path) -> tuple[set[str], set[str]]:
+    """(unconditional, extra-only) distribution names from the wheel's METADATA, lower-case."""
+    import re
+    meta = next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/METADATA"))
+    plain: set[str] = set()
+    extra: set[str] = set()
+    for line in zipfile.ZipFile(wheel).read(meta).decode().splitlines():
+        if not line.startswith("Requires-Dist:"):
+            continue
+        spec = line.split(":", 1)[1].strip()
+        name = re.split(r"[\s<>=!~;\[(]", spec, maxsplit=1)[0].lower()
+        (extra if "extra ==" in spec else plain).add(name)
+    return plain, extra
+
+
+# what the README says tether does -> the distribution that feature imports
+README_PROMISES = {"jinja templates": "jinja2", "COSI": "zstandard", "PyYAML": "pyyaml"}
+
+
+def test_default_install_covers_what_the_readme_promises(wheel: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    install = [ln for ln in readme.splitlines() if ln.lstrip().startswith("pip install")]
+    assert install, "the README has no install line"
+    assert all("[" not in ln.split("#", 1)[0] for ln in install), install  # no extras needed for the features
+    plain, _extra = _requires(wheel)
+    for phrase, dist in README_PROMISES.items():
+        assert phrase in readme, f"README no longer mentions {phrase!r}: update README_PROMISES"
+        assert dist in plain, f"README promises {phrase} but {dist} is not a default dependency ({sorted(plain)})"
+
+
+def test_template_and_zstd_errors_do_not_name_removed_extras() -> None:
+    for rel in ("tether/userdata/template.py", "engine/formats.py", "docs/userdata.md", "README.md"):
+        text = (ROOT / rel).read_text()
+        assert "tether[templates]" not in text and "tether[image]" not in text, rel

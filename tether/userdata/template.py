@@ -77,8 +77,8 @@ def render(text: str, doc: dict[str, Any]) -> Rendered:
         import jinja2
         from jinja2.sandbox import SandboxedEnvironment
     except ImportError:
-        raise TemplateError("jinja2 is not installed (install tether[templates]); the template was not "
-                            "rendered") from None
+        raise TemplateError("jinja2 is not importable (a dependency of tether: reinstall tether); the template "
+                            "was not rendered") from None
 
     missing: list[str] = []
 
