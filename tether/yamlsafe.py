@@ -1,4 +1,4 @@
-"""Safe YAML loading with limits: size, expanded node count (alias bombs), clear error positions.
+"""Safe YAML loading with limits: size, expanded nodes and text (alias bombs), depth, clear error positions.
 
 PyYAML is imported only when a document has to be parsed: importing it costs ~0.7 s in a TCG guest. A stage can
 keep a parse memo (``use_memo``): documents that parsed cleanly and survive a JSON round trip unchanged are
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 MAX_YAML_BYTES = 16 * 1024 * 1024
 MAX_EXPANDED_NODES = 1_000_000
+MAX_EXPANDED_BYTES = 64 * 1024 * 1024  # characters of text once aliases are expanded (a string alias bomb)
+MAX_DEPTH = 200
 MEMO_MAX_BYTES = 2 * 1024 * 1024   # the whole memo file; a document that alone is larger is not remembered
 
 
@@ -116,30 +118,31 @@ def save_memo() -> None:
         tmp.unlink(missing_ok=True)
 
 
-def expanded_size(obj: object, limit: int = MAX_EXPANDED_NODES) -> int:
-    """Number of nodes the document has once aliases are expanded, stopping past ``limit``."""
-    memo: dict[int, int] = {}
+def expanded_size(obj: object, max_nodes: int = MAX_EXPANDED_NODES,
+                  max_bytes: int = MAX_EXPANDED_BYTES) -> tuple[int, int]:
+    """(nodes, characters of text) the document has once aliases are expanded: what a JSON dump, a merge or a
+    template would see. Each reference to a shared string or collection counts in full; stops past a limit."""
+    memo: dict[int, tuple[int, int]] = {}
 
-    def size(o: object, depth: int) -> int:
-        if depth > 200:
-            raise ValueError("nesting deeper than 200 levels")
+    def size(o: object, depth: int) -> tuple[int, int]:
+        if isinstance(o, str | bytes):
+            return 1, len(o)
+        if not isinstance(o, dict | list):
+            return 1, 8
+        if depth > MAX_DEPTH:
+            raise ValueError(f"nesting deeper than {MAX_DEPTH} levels")
         key = id(o)
         if key in memo:
             return memo[key]
-        n = 1
-        if isinstance(o, dict):
-            for k, v in o.items():
-                n += size(k, depth + 1) + size(v, depth + 1)
-                if n > limit:
-                    break
-        elif isinstance(o, list):
-            for v in o:
-                n += size(v, depth + 1)
-                if n > limit:
-                    break
-        if isinstance(o, dict | list):
-            memo[key] = n
-        return n
+        n, b = 1, 0
+        items = [x for kv in o.items() for x in kv] if isinstance(o, dict) else o
+        for v in items:
+            dn, db = size(v, depth + 1)
+            n, b = n + dn, b + db
+            if n > max_nodes or b > max_bytes:
+                break
+        memo[key] = (n, b)
+        return n, b
 
     return size(obj, 0)
 
@@ -178,12 +181,15 @@ def _parse(text: str | bytes, source: str) -> Any:
     except RecursionError:
         raise ConfigError("", "invalid YAML: nested too deeply", source) from None
     try:
-        n = expanded_size(data)
+        nodes, chars = expanded_size(data)
     except (ValueError, RecursionError) as e:
         raise ConfigError("", f"refused YAML: {e}", source) from None
-    if n > MAX_EXPANDED_NODES:
-        raise ConfigError("", f"refused YAML: expands to more than {MAX_EXPANDED_NODES} nodes "
+    if nodes > MAX_EXPANDED_NODES:
+        raise ConfigError("", f"refused YAML: expands to more than {MAX_EXPANDED_NODES} nodes through aliases "
                               "(an alias bomb?)", source)
+    if chars > MAX_EXPANDED_BYTES:
+        raise ConfigError("", f"refused YAML: expands to more than {MAX_EXPANDED_BYTES >> 20} MiB of text through "
+                              "aliases (an alias bomb?)", source)
     return data
 
 

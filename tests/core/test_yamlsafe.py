@@ -81,3 +81,37 @@ def test_second_stage_needs_no_yaml_parser(tmp_path: Path) -> None:
     assert "tether.userdata" in imported  # the user-data was processed, from the memo
     assert "yaml" not in imported
     assert "argparse" not in imported
+
+
+def _string_alias_bomb() -> str:
+    """About 0.5 MB of YAML that expands to 100 GB of text: 200 references to 1000 references to 500 kB."""
+    big = "x" * 500_000
+    refs = ", ".join(["*s"] * 1000)
+    outer = ", ".join(["*l1"] * 200)
+    return f"s: &s {big}\nl1: &l1 [{refs}]\nl2: [{outer}]\n"
+
+
+def test_string_alias_bomb_is_refused_by_expanded_text() -> None:
+    bomb = _string_alias_bomb()
+    assert len(bomb) < 1_000_000
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as ei:
+        yamlsafe.load(bomb, source="user-data part 1 (cloud-config)")
+    assert str(ei.value) == ("user-data part 1 (cloud-config): refused YAML: expands to more than 64 MiB of text "
+                             "through aliases (an alias bomb?)")
+    assert time.monotonic() - start < 5
+
+
+def test_expanded_text_counts_every_reference_and_keys() -> None:
+    s = "y" * 1000
+    shared = [s, s]
+    assert yamlsafe.expanded_size({"a": shared, "b": shared}) == (9, 4002)  # 1 + 2 keys + 2 lists of 1 + 2
+    assert yamlsafe.expanded_size([1, None, True]) == (4, 24)
+    # a document under both limits loads, with its aliases
+    doc = yamlsafe.load("a: &a " + "z" * 1_000_000 + "\nb: [*a, *a, *a]\n")
+    assert len(doc["b"]) == 3 and doc["b"][0] is doc["a"]
+
+
+def test_nesting_too_deep_is_refused() -> None:
+    with pytest.raises(ConfigError, match="refused YAML: nesting deeper than 200 levels"):
+        yamlsafe.load("a: " + "[" * 300 + "]" * 300 + "\n")
