@@ -1,10 +1,12 @@
-"""package_update_upgrade_install: ``apt-get update``, ``dist-upgrade`` and install, then an optional reboot.
+"""package_update_upgrade_install: refresh the package lists, upgrade and install, then an optional reboot.
 
-apt runs maintainer scripts inside the system it installs into, so it runs live directly or offline chrooted
-into a root that holds a system (see tether.packages); otherwise a warning lists what was not done.
-Non-Debian families get a "not supported on <family>" warning; ``snap:`` packages are reported as not
-supported by tether. ``package_reboot_if_required`` acts only live, one minute after the upgrade, so the
-rest of the final stage (scripts, phone home) still runs first.
+apt on Debian-family roots (``apt-get update``, ``dist-upgrade``, ``install name=version``), dnf on RHEL-family
+roots (``dnf makecache``, ``upgrade``, ``install name-version``; yum when there is no dnf), as cloud-init does.
+Package managers run scripts inside the system they install into, so they run live directly or offline
+chrooted into a root that holds a system (see tether.packages); otherwise a warning lists what was not done.
+Other families get a "not supported on <family>" warning; ``{apt: [...]}`` entries on a dnf system and
+``snap:`` packages are reported as not installed. ``package_reboot_if_required`` acts only live, one minute
+after the upgrade, so the rest of the final stage (scripts, phone home) still runs first.
 """
 
 from __future__ import annotations
@@ -54,10 +56,11 @@ class Package:
 
 @dataclass(frozen=True)
 class PackageItem:
-    """One ``packages`` entry: a package, or ``{apt: [...], snap: [...]}``."""
+    """One ``packages`` entry: a package for the system's package manager, or ``{apt: [...], snap: [...]}``."""
 
     apt: tuple[Package, ...] = ()
     snap: tuple[Package, ...] = ()
+    system: tuple[Package, ...] = field(default=(), metadata=meta(key="_system"))
 
     @classmethod
     def normalize(cls, value: object) -> object:
@@ -66,9 +69,10 @@ class PackageItem:
             if other:
                 raise ValueError(f"unknown package manager {other[0]!r} (apt or snap)")
             return value
-        if isinstance(value, list):
-            Package.normalize(value)  # reports a bad [name, version] at this entry
-        return {"apt": [value]}
+        norm = Package.normalize(value)  # a bad name or [name, version] is reported at this entry
+        if isinstance(norm, dict):
+            Package(**norm)
+        return {"_system": [value]}
 
 
 @dataclass(frozen=True)
@@ -84,34 +88,42 @@ class Config:
 
 
 def handle(ctx: ModuleContext, cfg: Config) -> None:
-    apt = [p.apt_spec for item in cfg.packages for p in item.apt]
+    system = [p for item in cfg.packages for p in item.system]
+    apt_only = [p for item in cfg.packages for p in item.apt]
     snaps = [p.name for item in cfg.packages for p in item.snap]
     update = cfg.package_update or bool(cfg.apt_update)
     upgrade = cfg.package_upgrade or bool(cfg.apt_upgrade)
     reboot = cfg.package_reboot_if_required or bool(cfg.apt_reboot_if_required)
     if snaps:
         ctx.warn(f"packages: snap packages are not supported by tether, not installed: {', '.join(snaps)}")
-    if not (apt or update or upgrade):
+    if not (system or apt_only or update or upgrade):
         return
-    if not packages.apt_family(ctx, "package_update_upgrade_install"):
+    pm = packages.for_target(ctx, "package_update_upgrade_install")
+    if pm is None:
+        return
+    if pm is not packages.APT:
+        if apt_only:
+            ctx.warn(f"packages: apt packages not installed, {pm.name} manages this system: "
+                     f"{', '.join(p.name for p in apt_only)}")
+        apt_only = []
+    specs = [pm.spec(p.name, p.version) for p in system + apt_only]
+    if not (specs or update or upgrade):
         return
     if not ctx.can_run_in_target():
         ctx.warn(f"package_update_upgrade_install: nothing done, {ctx.target.root} holds no runnable system"
-                 + (f" (not installed: {', '.join(apt)})" if apt else ""))
+                 + (f" (not installed: {', '.join(specs)})" if specs else ""))
         return
     errors = []
-    for what, args, timeout in (("update", ["update"], packages.UPDATE_TIMEOUT),
-                                ("upgrade", ["dist-upgrade"], packages.INSTALL_TIMEOUT),
-                                ("install", ["install", *apt], packages.INSTALL_TIMEOUT)):
+    for what, args, timeout in (("update", pm.update, packages.UPDATE_TIMEOUT),
+                                ("upgrade", pm.upgrade, packages.INSTALL_TIMEOUT),
+                                ("install", ("install", *specs), packages.INSTALL_TIMEOUT)):
         # cloud-init refreshes the lists whenever it upgrades or installs; so does tether.
-        if (what == "upgrade" and not upgrade) or (what == "install" and not apt):
+        if (what == "upgrade" and not upgrade) or (what == "install" and not specs):
             continue
         try:
-            packages.apt_get(ctx, args, f"package {what}", timeout=timeout)
+            packages.run(ctx, pm, args, f"package {what}", timeout=timeout)
         except CommandError as e:
-            errors.append(f"apt-get {args[0]}: {e}")
-            if what == "update":
-                continue
+            errors.append(f"{pm.name} {args[0]}: {e}")
     if reboot and ctx.target.exists(REBOOT_FLAG):
         if ctx.live:
             LOG.warning("a package asks for a reboot; rebooting in one minute")

@@ -1,4 +1,5 @@
-"""Installing packages into the target with the distribution's package manager (apt on Debian-family roots).
+"""Installing packages into the target with its package manager: apt on Debian-family roots, dnf (or yum) on
+RHEL-family roots, chosen by what the root holds.
 
 Package managers run their maintainer scripts inside the system they install into, so there is no
 ``--root`` equivalent that is safe: live they run directly, offline they run chrooted into the root when it
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from tether import log
 from tether.module import ModuleContext
@@ -24,6 +26,49 @@ INSTALL_TIMEOUT = 1800.0
 BIN_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
+@dataclass(frozen=True)
+class Manager:
+    """One package manager's command lines, as cloud-init drives it on that family."""
+
+    name: str                       # apt-get | dnf | yum
+    base: tuple[str, ...]
+    update: tuple[str, ...]         # refresh the package lists / metadata cache
+    upgrade: tuple[str, ...]
+    version_sep: str                # name=version (apt) or name-version (rpm)
+    env: dict[str, str] | None = None
+
+    def spec(self, name: str, version: str | None = None) -> str:
+        return f"{name}{self.version_sep}{version}" if version else name
+
+    def argv(self, args: Sequence[str]) -> list[str]:
+        return [*self.base, *args]
+
+
+APT = Manager("apt-get", APT_GET, ("update",), ("dist-upgrade",), "=", APT_ENV)
+# cloud-init's RHEL family: ``dnf -y`` (``yum -t -y`` without dnf); ``makecache`` refreshes the metadata.
+DNF = Manager("dnf", ("dnf", "--assumeyes"), ("makecache",), ("upgrade",), "-")
+YUM = Manager("yum", ("yum", "-t", "--assumeyes"), ("makecache",), ("upgrade",), "-")
+FAMILY_DEFAULT = {"debian": APT, "rhel": DNF}
+
+
+def manager(ctx: ModuleContext) -> Manager | None:
+    """The target's package manager: the first of apt-get, dnf, yum it holds; for a root without them
+    (nothing runnable yet) the family's usual one. None on other families."""
+    for m in (APT, DNF, YUM):
+        if has_executable(ctx, m.name):
+            return m
+    return FAMILY_DEFAULT.get(ctx.distro_family())
+
+
+def for_target(ctx: ModuleContext, what: str) -> Manager | None:
+    """The target's package manager; otherwise warns that ``what`` is not supported there."""
+    m = manager(ctx)
+    if m is None:
+        ctx.warn(f"{what}: not supported on {ctx.distro_family()} (tether drives apt on Debian-family and dnf on "
+                 "RHEL-family systems)")
+    return m
+
+
 def apt_family(ctx: ModuleContext, what: str) -> bool:
     """True on a Debian-family root; otherwise warns that ``what`` is not supported there."""
     fam = ctx.distro_family()
@@ -33,27 +78,43 @@ def apt_family(ctx: ModuleContext, what: str) -> bool:
     return False
 
 
-def apt_get(ctx: ModuleContext, args: Sequence[str], what: str, timeout: float = INSTALL_TIMEOUT) -> bool:
-    """Run ``apt-get args`` in the target. False (with a warning) when the root cannot run commands."""
-    res = ctx.run_in_target([*APT_GET, *args], env=APT_ENV, timeout=timeout)
+def run(ctx: ModuleContext, m: Manager, args: Sequence[str], what: str, timeout: float = INSTALL_TIMEOUT) -> bool:
+    """Run the manager with ``args`` in the target. False (with a warning) when the root cannot run commands."""
+    res = ctx.run_in_target(m.argv(args), env=m.env, timeout=timeout)
     if res is None:
         ctx.warn(f"{what}: not done, {ctx.target.root} holds no runnable system")
         return False
     return True
 
 
+def apt_get(ctx: ModuleContext, args: Sequence[str], what: str, timeout: float = INSTALL_TIMEOUT) -> bool:
+    """Run ``apt-get args`` in the target. False (with a warning) when the root cannot run commands."""
+    return run(ctx, APT, args, what, timeout)
+
+
 def install(ctx: ModuleContext, names: Sequence[str], what: str, update: bool = True) -> bool:
-    """Install ``names`` (``name`` or ``name=version``) with apt. Returns True when apt ran."""
+    """Install ``names`` (``name``, or ``name=version`` pinned) with the target's package manager.
+    Returns True when it ran."""
     if not names:
         return True
-    if not apt_family(ctx, f"{what}: installing {', '.join(names)}"):
+    m = for_target(ctx, f"{what}: installing {', '.join(names)}")
+    if m is None:
         return False
     if not ctx.can_run_in_target():
         ctx.warn(f"{what}: {', '.join(names)} not installed, {ctx.target.root} holds no runnable system")
         return False
+    specs = [m.spec(*n.split("=", 1)) if "=" in n else n for n in names]
     if update:
-        apt_get(ctx, ["update"], what, timeout=UPDATE_TIMEOUT)
-    return apt_get(ctx, ["install", *names], what)
+        run(ctx, m, m.update, what, timeout=UPDATE_TIMEOUT)
+    return run(ctx, m, ["install", *specs], what)
+
+
+def ensure_installed(ctx: ModuleContext, executable: str, names: Sequence[str], what: str) -> bool:
+    """Install ``names`` unless ``executable`` is already in the target. True when it is there (or was
+    installed)."""
+    if has_executable(ctx, executable):
+        return True
+    return install(ctx, names, what)
 
 
 def has_executable(ctx: ModuleContext, name: str) -> bool:
