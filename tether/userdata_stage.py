@@ -63,6 +63,8 @@ def process_userdata(env: Env, inst: InstanceData, status: StageStatus) -> dict[
     env.target.write(f"{idir}/inputs.sha256", key)
     _write_scripts(env, f"{idir}/scripts", processed.scripts)
     _write_scripts(env, env.paths.scripts("vendor"), processed.vendor_scripts)
+    for kind, scripts in processed.dir_scripts.items():  # text/x-shellscript-per-{boot,instance,once}
+        _write_scripts(env, env.paths.scripts(kind), scripts)
     if processed.boothooks:
         _run_boothooks(env, inst, processed.boothooks, status)
     return merged

@@ -51,3 +51,35 @@ def test_real_chroot_run(make_ctx, root):
     _script(root, "hello", "#!/bin/sh\necho hello from $INSTANCE_ID\n")
     mod.handle(make_ctx(runner=Runner()), parse(mod, {}))
     assert "hello from iid-test-0001" in (root / "var/log/tether-output.log").read_text()
+
+
+def test_mime_script_parts_end_to_end_across_boots(tmp_path):
+    """user-data with per-boot/instance/once parts -> scripts in the right directories (0700) -> run by the
+    final stage's scripts_per_* modules: every boot, once per instance, once ever."""
+    import shutil
+    import stat
+
+    from tests.core.test_stages import SEED, boot, seed_root
+    from tests.userdata.helpers import mime
+
+    ud = mime(*((f"text/x-shellscript-per-{kind}", f"#!/bin/sh\necho {kind} >> /ran-{kind}\n")
+                for kind in ("boot", "instance", "once"))).decode()
+    root = seed_root(tmp_path, ud)
+    real_chroot_root(root)
+
+    def counts():
+        return [len((root / f"ran-{k}").read_text().split()) if (root / f"ran-{k}").exists() else 0
+                for k in ("boot", "instance", "once")]
+
+    boot(root)
+    for n, kind in enumerate(("per-boot", "per-instance", "per-once"), start=1):
+        path = root / "var/lib/tether/scripts" / kind / f"file{n}"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, kind
+    assert counts() == [1, 1, 1]
+    shutil.rmtree(root / "run")
+    boot(root)                       # same instance
+    assert counts() == [2, 1, 1]
+    (root / SEED / "meta-data").write_text("instance-id: iid-second\n")
+    shutil.rmtree(root / "run")
+    boot(root)                       # new instance
+    assert counts() == [3, 2, 1]

@@ -142,3 +142,38 @@ def test_broken_boundary_is_reported() -> None:
     assert r.cloud_config == {}
     assert r.errors == ["user-data part 1 (multipart/mixed): a multipart part without parts (is its boundary "
                         "right?); ignored"]
+
+
+def test_per_boot_instance_once_script_parts_are_kept_by_directory() -> None:
+    boot = b"#!/bin/sh\r\necho boot\r\n"
+    r = run(mime(("text/x-shellscript-per-boot", boot),
+                 ("text/x-shellscript-per-instance", "#!/bin/sh\necho inst\n"),
+                 ("text/x-shellscript-per-once", "#!/bin/sh\necho once\n"),
+                 ("text/x-shellscript", "#!/bin/sh\necho user\n")))
+    assert r.errors == [] and r.warnings == []
+    got = {kind: [(s.name, s.content) for s in scripts] for kind, scripts in r.dir_scripts.items()}
+    assert got == {"per-boot": [("file1", b"#!/bin/sh\necho boot\n")],          # CRLF made LF, as cloud-init
+                   "per-instance": [("file2", b"#!/bin/sh\necho inst\n")],
+                   "per-once": [("file3", b"#!/bin/sh\necho once\n")]}
+    assert [(s.name, s.content) for s in r.scripts] == [("file4", b"#!/bin/sh\necho user\n")]
+
+
+def test_per_boot_script_without_shebang_warns_and_gets_sh() -> None:
+    r = run(mime(("text/x-shellscript-per-boot", "echo hi\n")))
+    assert r.warnings == ["user-data part 1 (per-boot script): the script has no #! line; it is run with /bin/sh"]
+    assert r.dir_scripts["per-boot"][0].content == b"#!/bin/sh\necho hi\n"
+
+
+def test_vendor_per_instance_script_with_the_users_name_does_not_replace_it() -> None:
+    ud = mime(("text/x-shellscript-per-instance", "#!/bin/sh\necho user\n"))
+    vd = mime(("text/x-shellscript-per-instance", "#!/bin/sh\necho vendor\n"))
+    r = run(ud, vd)
+    assert [(s.name, s.content) for s in r.dir_scripts["per-instance"]] == [
+        ("file1", b"#!/bin/sh\necho user\n"), ("vendor-file1", b"#!/bin/sh\necho vendor\n")]
+
+
+def test_per_once_script_in_an_archive() -> None:
+    r = run(b"#cloud-config-archive\n- type: text/x-shellscript-per-once\n  filename: setup.sh\n"
+            b"  content: \"#!/bin/sh\\necho once\\n\"\n")
+    assert r.errors == [] and r.warnings == []
+    assert [(s.name, s.content) for s in r.dir_scripts["per-once"]] == [("setup.sh", b"#!/bin/sh\necho once\n")]

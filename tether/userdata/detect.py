@@ -8,6 +8,12 @@ CLOUD_CONFIG = "text/cloud-config"
 CLOUD_CONFIG_JSONP = "text/cloud-config-jsonp"
 CLOUD_CONFIG_ARCHIVE = "text/cloud-config-archive"
 SHELLSCRIPT = "text/x-shellscript"
+# scripts cloud-init installs into its scripts/per-* directories (MIME type only, no start line)
+SCRIPT_DIR_TYPES = {
+    "text/x-shellscript-per-boot": "per-boot",
+    "text/x-shellscript-per-instance": "per-instance",
+    "text/x-shellscript-per-once": "per-once",
+}
 BOOTHOOK = "text/cloud-boothook"
 JINJA = "text/jinja2"
 INCLUDE = "text/x-include-url"
@@ -49,6 +55,7 @@ SHORT_NAMES = {
     INCLUDE: "include",
     INCLUDE_ONCE: "include-once",
     NOT_MULTIPART: "text",
+    **{ctype: f"{kind} script" for ctype, kind in SCRIPT_DIR_TYPES.items()},
 }
 
 

@@ -33,6 +33,8 @@ class Processed:
     cloud_config: dict[str, Any] = field(default_factory=dict)
     scripts: list[Script] = field(default_factory=list)
     vendor_scripts: list[Script] = field(default_factory=list)
+    # text/x-shellscript-per-{boot,instance,once} parts, by directory ("per-boot" ...), user's then vendor's
+    dir_scripts: dict[str, list[Script]] = field(default_factory=dict)
     boothooks: list[Script] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)

@@ -37,12 +37,14 @@ def process(userdata: bytes | str | None, vendordata: bytes | str | None, *, ins
     user = _walk("user-data", userdata, instance_data, fetch, cache, launch_index)
     out.scripts = user.scripts
     out.boothooks = list(user.boothooks)
+    out.dir_scripts = {kind: list(scripts) for kind, scripts in user.dir_scripts.items()}
     out.warnings.extend(user.warnings)
     out.errors.extend(user.errors)
     cfg = user.cfg
     if vendordata is not None and vendor_enabled and _vendor_allowed(cfg):
         vendor = _walk("vendor-data", vendordata, instance_data, fetch, cache, launch_index)
         out.vendor_scripts = vendor.scripts
+        _add_dir_scripts(out.dir_scripts, vendor.dir_scripts)
         taken = {h.name for h in out.boothooks}
         for hook in vendor.boothooks:
             name = f"vendor-{hook.name}"
@@ -63,6 +65,20 @@ def _walk(source: str, data: bytes | str | None, instance_data: dict[str, Any], 
     if data:
         w.run(data.encode() if isinstance(data, str) else data)
     return w
+
+
+def _add_dir_scripts(into: dict[str, list[Script]], vendor: dict[str, list[Script]]) -> None:
+    """Vendor-data's per-boot/instance/once scripts go into the same directories as the user's (as in
+    cloud-init); a name the user-data already uses gets a ``vendor-`` prefix instead of replacing it."""
+    for kind, scripts in vendor.items():
+        mine = into.setdefault(kind, [])
+        taken = {s.name for s in mine}
+        for s in scripts:
+            name = s.name if s.name not in taken else f"vendor-{s.name}"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            mine.append(Script(name, s.content))
 
 
 def _vendor_allowed(user_cfg: dict[str, Any]) -> bool:

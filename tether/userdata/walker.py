@@ -38,6 +38,7 @@ class Walker:
         self.cfg: dict[str, Any] = {}
         self.scripts: list[Script] = []
         self.boothooks: list[Script] = []
+        self.dir_scripts: dict[str, list[Script]] = {}   # "per-boot" | "per-instance" | "per-once" -> scripts
         self.warnings: list[str] = []
         self.errors: list[str] = []
         self._taken: set[str] = set()
@@ -110,6 +111,14 @@ class Walker:
             if not payload.lstrip().startswith(b"#!"):
                 self.warnings.append(f"{label}: the script has no #! line; it is run with /bin/sh")
             self.scripts.append(Script(self._name(part, n), payload))
+        elif ctype in detect.SCRIPT_DIR_TYPES:
+            # installed into the scripts directory for the final stage's scripts_per_* module, as cloud-init does
+            # (line endings made Unix, as cloud-init's handler does)
+            body = payload.replace(b"\r\n", b"\n")
+            if not body.startswith(b"#!"):
+                self.warnings.append(f"{label}: the script has no #! line; it is run with /bin/sh")
+                body = b"#!/bin/sh\n" + body
+            self.dir_scripts.setdefault(detect.SCRIPT_DIR_TYPES[ctype], []).append(Script(self._name(part, n), body))
         elif ctype == detect.BOOTHOOK:
             body = payload.lstrip()
             if body.lower().startswith(b"#cloud-boothook"):
