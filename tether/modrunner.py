@@ -109,6 +109,10 @@ def run_modules(ctx: ModuleContext, stage: str, names: list[tuple[str, str | Non
             LOG.warning("module %s: %s", name, w)
         before = len(ctx.warnings)
         LOG.info("running module %s (%s)", name, freq)
+        if sem:
+            # written before the run and kept if it fails, as cloud-init does: a module that failed (or was cut
+            # off by a reboot) part-way through is not run again on the next boot, so a runcmd never runs twice
+            ctx.target.write(sem, f"{time.time():.3f}\n", mode=0o644)
         try:
             mod.handle(ctx, cfg)
         except (ModuleError, CommandError, TetherError, OSError) as e:
@@ -125,8 +129,6 @@ def run_modules(ctx: ModuleContext, stage: str, names: list[tuple[str, str | Non
             _collect(ctx, status, before, name)
             continue
         _collect(ctx, status, before, name)
-        if sem:
-            ctx.target.write(sem, f"{time.time():.3f}\n", mode=0o644)
         run.events.append(ModuleEvent(name, stage, "ran", time.monotonic() - t0, freq))
         _run_deferred(ctx, name, status)
     _run_deferred(ctx, None, status)
