@@ -10,6 +10,7 @@ from types import ModuleType
 
 REGISTERED: tuple[str, ...] = (
     "apt_configure",
+    "apt_pipelining",
     "bootcmd",
     "ca_certs",
     "disable_ec2_metadata",
@@ -50,6 +51,7 @@ REGISTERED: tuple[str, ...] = (
 # RUN_WITHOUT_KEYS; tests/core/test_registry.py keeps the two in step.
 ACTIVATED_BY: dict[str, tuple[str, ...] | None] = {
     "apt_configure": ("apt",),
+    "apt_pipelining": ("apt_pipelining",),
     "bootcmd": ("bootcmd",),
     "ca_certs": ("ca_certs", "ca-certs"),
     "disable_ec2_metadata": ("disable_ec2_metadata",),

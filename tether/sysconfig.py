@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
 LOG = log.get(__name__)
 
-# The module lists of Debian's cloud.cfg (cloud-init 23.x), in order. Names tether does not implement are
-# reported once as "not supported by tether" when a user-data asks for them.
+# The module lists of Debian's cloud.cfg (cloud-init 23.x), in order, plus the modules Ubuntu's adds that tether
+# implements for every family (wireguard, lxd). Names tether does not implement are reported once as "not
+# supported by tether" when a user-data asks for them.
 DEFAULTS: dict[str, Any] = {
     "datasource_list": ["NoCloud", "ConfigDrive", "OpenStack", "Ec2", "GCE", "Azure", "None"],
     "datasource": {},
@@ -38,11 +39,12 @@ DEFAULTS: dict[str, Any] = {
         "set_passwords",
     ],
     "cloud_config_modules": [
-        "ssh_import_id", "keyboard", "locale", "apt_configure", "ntp", "timezone", "disable_ec2_metadata",
-        "runcmd",
+        "wireguard", "snap", "ssh_import_id", "keyboard", "locale", "apt_pipelining", "apt_configure", "ntp",
+        "timezone", "disable_ec2_metadata", "runcmd", "byobu",
     ],
     "cloud_final_modules": [
-        "package_update_upgrade_install", "write_files_deferred", "scripts_vendor", "scripts_per_once",
+        "package_update_upgrade_install", "lxd", "write_files_deferred", "puppet", "chef", "ansible",
+        "scripts_vendor", "scripts_per_once",
         "scripts_per_boot", "scripts_per_instance", "scripts_user", "ssh_authkey_fingerprints",
         "keys_to_console", "phone_home", "final_message", "power_state_change",
     ],
