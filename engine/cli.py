@@ -173,12 +173,21 @@ def _finalize(args: argparse.Namespace, hc: Any = None) -> int:
     return 0
 
 
+def _trust_keys(args: argparse.Namespace) -> None:
+    """Images are checked against the trusted keys of the servicing root (``--root``)."""
+    from tether.engine import signatures
+    from tether.runner import Runner
+    from tether.target import Target
+    signatures.use(Target.at(args.root), Runner())
+
+
 def cmd_install(args: argparse.Namespace) -> int:
     from tether.engine.install import InstallOptions, install
     from tether.engine.progress import make
     from tether.errors import TetherError
     from tether.runner import Runner
 
+    _trust_keys(args)
     try:
         hc = _load(_config_path(args), args)
         if "stage" in args.allowed_operations:
@@ -197,6 +206,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     from tether.runner import Runner
     from tether.target import Target
 
+    _trust_keys(args)
     if args.from_metadata:
         from tether.engine.metadata_update import cmd_from_metadata
         return int(cmd_from_metadata(args, _servicing_env))

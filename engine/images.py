@@ -2,7 +2,9 @@
 
 Hash rules: for a raw or compressed image, ``image.sha384``/``sha256`` covers the whole file as downloaded; for
 a COSI file it covers ``metadata.json`` (checked before any byte is written), and each image inside is checked
-against the SHA-384 of its compressed bytes from the metadata.
+against the SHA-384 of its compressed bytes from the metadata. Signatures (``engine/signatures.py``) are checked
+in the same places: over the COSI metadata, or over the raw image's digest manifest, whose SHA-384 the stream
+must then match.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tether.engine import writer
+from tether.engine import signatures, writer
 from tether.engine.cosi import CosiMetadata, CosiStream
 from tether.engine.formats import (
     HashingReader,
@@ -75,12 +77,18 @@ def probe(image: OsImage, **net: float) -> ImageInfo:
         peek = PeekReader(src)
         kind = sniff(peek.head)
         if kind != "cosi":
+            signatures.signed_digest(image.url, net, _pin(image))
             return ImageInfo(kind, None)
         cosi = CosiStream(peek)
         _check_metadata_pin(image, cosi.metadata_bytes)
+        signatures.check_cosi_metadata(image.url, cosi.metadata_bytes, net)
         return ImageInfo("cosi", cosi.metadata)
     finally:
         src.close()
+
+
+def _pin(image: OsImage) -> tuple[str, str] | None:
+    return (image.algorithm, image.digest) if image.digest else None
 
 
 def _check_metadata_pin(image: OsImage, raw: bytes) -> None:
@@ -109,10 +117,21 @@ def deploy(image: OsImage, targets: dict[str, str], *, discard: bool = True,
         head = PeekReader(src)
         kind = sniff(head.head)
         if kind == "cosi":
-            return _deploy_cosi(image, CosiStream(head), targets, discard, tick)
+            cosi = CosiStream(head)
+            # verified over the bytes of this very stream, before the first image is written
+            signatures.check_cosi_metadata(image.url, cosi.metadata_bytes, net)
+            return _deploy_cosi(image, cosi, targets, discard, tick)
+        signed = signatures.signed_digest(image.url, net, _pin(image))
         # the peek reader replays the sniffed bytes, so the hash covers the file from byte 0
         # inline hashing measured faster than a separate hashing thread (kernel readahead overlaps the hash)
-        return _deploy_single(image, kind, HashingReader(head, image.algorithm), targets, discard, tick)
+        signed_hash = HashingReader(head, "sha384") if signed and image.algorithm != "sha384" else None
+        file_hash = HashingReader(signed_hash or head, image.algorithm)
+        deployed = _deploy_single(image, kind, file_hash, targets, discard, tick)
+        got = (signed_hash or file_hash).hexdigest()
+        if signed and not hmac.compare_digest(got, signed.sha384):
+            raise ImageHashError(f"{image.url}: sha384 is {got}, its signed manifest (signer {signed.signer}) "
+                                 f"says {signed.sha384}", "/")
+        return deployed
     finally:
         src.close()
 
