@@ -10,7 +10,6 @@ from typing import Any
 UNSUPPORTED: dict[str, tuple[str, ...]] = {
     "ansible": ("ansible",),
     "apk_configure": ("apk_repos",),
-    "byobu": ("byobu_by_default",),
     "chef": ("chef",),
     "fan": ("fan",),
     "grub_dpkg": ("grub_dpkg", "grub-dpkg"),
