@@ -118,9 +118,6 @@ def _add_members(ctx: ModuleContext, root: str, group: str, members: list[str]) 
 # --- users -------------------------------------------------------------------------------------------------
 def _ensure_user(ctx: ModuleContext, root: str, name: str, spec: UserSpec, default_name: str | None) -> None:
     where = f"users[{name}]"
-    if spec.ssh_import_id:
-        ctx.warn(f"{where}.ssh_import_id: not supported by tether (it would fetch keys over the network); "
-                 "list the keys in ssh_authorized_keys instead")
     created = name not in accounts.read_passwd(ctx.target)
     if created:
         _useradd(ctx, root, name, spec)

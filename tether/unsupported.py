@@ -23,7 +23,6 @@ UNSUPPORTED: dict[str, tuple[str, ...]] = {
     "salt_minion": ("salt_minion",),
     "snap": ("snap",),
     "spacewalk": ("spacewalk",),
-    "ssh_import_id": ("ssh_import_id",),
     "ubuntu_autoinstall": ("autoinstall",),
     "ubuntu_drivers": ("drivers",),
     "ubuntu_pro": ("ubuntu_pro", "ubuntu_advantage"),
