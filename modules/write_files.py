@@ -53,7 +53,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Config:
-    write_files: tuple[Entry, ...] = field(default=(), metadata=meta(doc="files to write"))
+    # An invalid entry is reported by its index and skipped; the valid ones are still written.
+    write_files: tuple[Entry, ...] = field(default=(), metadata=meta(doc="files to write", skip_invalid=True))
 
 
 def parse_mode(perms: str | int | None) -> int:

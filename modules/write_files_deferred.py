@@ -5,16 +5,19 @@ users exist and packages are installed). Parsing and writing are the write_files
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from tether.convert import convert
+from tether.errors import ConfigErrors
 from tether.module import ModuleContext
 
 NAME = "write_files_deferred"
 STAGE = "final"
 FREQUENCY = "once-per-instance"
 KEYS = ("write_files",)
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,13 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
     # Imported here: write_files is the core's module; this one only picks the deferred entries.
     from tether.modules import write_files
 
-    # Converted one by one so an error names the entry's index in the user's own list.
-    entries = [convert(write_files.Entry, e, path=f"write_files[{i}]", strict=False) for i, e in deferred]
+    # Converted one by one: an invalid entry costs only itself. write_files (init stage) converts the same list
+    # and has already reported it by its index, so it is only logged here.
+    entries = []
+    for i, e in deferred:
+        try:
+            entries.append(convert(write_files.Entry, e, path=f"write_files[{i}]", strict=False))
+        except ConfigErrors as err:
+            LOG.info("skipping an invalid deferred entry (reported by write_files): %s", err)
     # By the final stage every user the user-data creates exists: no further waiting.
     write_files.write_entries(ctx, entries, allow_defer=False)

@@ -6,6 +6,12 @@ Conventions a dataclass can use:
 - classmethod ``normalize(value)`` runs before conversion (e.g. a user given as a string).
 - ``__post_init__`` raising ``ValueError`` becomes an error at that object's path.
 - class attribute ``OPEN = True``: unknown keys are kept in ``extra`` (a ``dict`` field) instead of rejected.
+- ``meta(skip_invalid=True)`` on a list field: in lenient conversion an invalid item is dropped with a warning
+  naming its index, and the valid items are kept (``write_files[1]``, not the whole list).
+
+Secrets: a field marked ``meta(sensitive=True)``, or any key named in ``SENSITIVE_KEYS``, makes its whole value
+secret: messages about it say what type it is, never what it holds (the messages land in status.json and
+result.json, which are world-readable, and in the log).
 """
 
 from __future__ import annotations
@@ -21,10 +27,20 @@ from tether.errors import ConfigError, ConfigErrors
 
 T = TypeVar("T")
 _NoneType = type(None)
+REDACTED = "<redacted>"
+# Keys whose values are secret wherever they appear (cloud-config's password, key and token settings), on top of
+# the fields marked sensitive; everything under one of them is secret too (all of ``chpasswd``).
+SENSITIVE_KEYS = frozenset({
+    "password", "passwd", "hashed_passwd", "hashed-passwd", "plain_text_passwd", "plain-text-passwd", "chpasswd",
+    "ssh_keys", "token", "registration_key", "activation-key", "activation_key", "validation_key",
+    "validation_cert", "encrypted_data_bag_secret", "http_proxy", "https_proxy", "ftp_proxy", "proxy",
+    "content", "headers",
+})
 
 
-def meta(key: str | None = None, doc: str = "", deprecated: str = "", sensitive: bool = False) -> dict[str, Any]:
-    return {"key": key, "doc": doc, "deprecated": deprecated, "sensitive": sensitive}
+def meta(key: str | None = None, doc: str = "", deprecated: str = "", sensitive: bool = False,
+         skip_invalid: bool = False) -> dict[str, Any]:
+    return {"key": key, "doc": doc, "deprecated": deprecated, "sensitive": sensitive, "skip_invalid": skip_invalid}
 
 
 def _camel(name: str) -> str:
@@ -94,14 +110,17 @@ def _plural(s: str) -> str:
     return s
 
 
-def _describe(v: Any) -> str:
+def _describe(v: Any, secret: bool = False) -> str:
+    """What ``v`` is, for an error message; a secret value is named by its type only."""
     if v is None:
         return "null"
     if isinstance(v, bool):
         return "a boolean"
     if isinstance(v, int | float):
-        return f"a number ({v!r})"
+        return "a number" if secret else f"a number ({v!r})"
     if isinstance(v, str):
+        if secret:
+            return "a string (value not shown: secret)"
         short = v if len(v) <= 30 else v[:27] + "..."
         return f"a string ({short!r})"
     if isinstance(v, list):
@@ -111,14 +130,65 @@ def _describe(v: Any) -> str:
     return type(v).__name__
 
 
+def _is_sensitive_key(key: object) -> bool:
+    return isinstance(key, str) and key.lower() in SENSITIVE_KEYS
+
+
+def _leaves(value: Any, secret: bool, depth: int = 0) -> list[str]:
+    """The text of every scalar in ``value`` that is secret (all of them when ``secret``)."""
+    out: list[str] = []
+    if depth > 50:
+        return out
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _leaves(v, secret or _is_sensitive_key(k), depth + 1)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            out += _leaves(v, secret, depth + 1)
+    elif secret and value is not None and not isinstance(value, bool):
+        out.append(str(value))
+    return out
+
+
+def scrub(message: str, secrets: list[str]) -> str:
+    """``message`` without the secrets it may quote: a quoted one always, a bare one of 4 characters or more."""
+    for s in sorted(set(secrets), key=len, reverse=True):
+        message = message.replace(repr(s), REDACTED).replace(f'"{s}"', REDACTED)
+        if len(s) >= 4:
+            message = message.replace(s, REDACTED)
+    return message
+
+
 class Converter:
-    def __init__(self, strict: bool = True) -> None:
+    def __init__(self, strict: bool = True, secret: bool = False) -> None:
         self.strict = strict
+        self.secret = secret  # converting a secret value: messages never show what it holds
         self.errors: list[ConfigError] = []
         self.warnings: list[str] = []
 
     def err(self, path: str, msg: str) -> None:
         self.errors.append(ConfigError(path or "(top)", msg))
+
+    def _got(self, value: Any) -> str:
+        return _describe(value, self.secret)
+
+    def _secret_convert(self, secret: bool, tp: Any, value: Any, path: str) -> Any:
+        """Convert ``value``, treating it as secret when ``secret`` (and always inside a secret)."""
+        outer = self.secret
+        self.secret = outer or secret
+        try:
+            return self.convert(tp, value, path)
+        finally:
+            self.secret = outer
+
+    def _value_error(self, path: str, e: ValueError, cls: type, value: Any) -> None:
+        """A ``normalize``/``__post_init__`` message, without the secrets of the value it was about."""
+        hidden = _leaves(value, self.secret)
+        if isinstance(value, dict):
+            for _attr, key, _t, f in _fields(cls):
+                if f.metadata.get("sensitive") and key in value:
+                    hidden += _leaves(value[key], True)
+        self.err(path, scrub(str(e), hidden))
 
     def convert(self, tp: Any, value: Any, path: str) -> Any:
         origin = get_origin(tp)
@@ -130,52 +200,53 @@ class Converter:
             if value in get_args(tp) and not (isinstance(value, bool) and True not in get_args(tp)
                                                and False not in get_args(tp)):
                 return value
-            self.err(path, f"expected {_tname(tp)}, got {_describe(value)}")
+            self.err(path, f"expected {_tname(tp)}, got {self._got(value)}")
             return None
         if tp is _NoneType:
             if value is None:
                 return None
-            self.err(path, f"expected null, got {_describe(value)}")
+            self.err(path, f"expected null, got {self._got(value)}")
             return None
         if tp is bool:
             if isinstance(value, bool):
                 return value
-            self.err(path, f"expected a boolean, got {_describe(value)}")
+            self.err(path, f"expected a boolean, got {self._got(value)}")
             return None
         if tp is int:
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
-            self.err(path, f"expected an integer, got {_describe(value)}")
+            self.err(path, f"expected an integer, got {self._got(value)}")
             return None
         if tp is float:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 return float(value)
-            self.err(path, f"expected a number, got {_describe(value)}")
+            self.err(path, f"expected a number, got {self._got(value)}")
             return None
         if tp is str:
             if isinstance(value, str):
                 return value
-            self.err(path, f"expected a string, got {_describe(value)}")
+            self.err(path, f"expected a string, got {self._got(value)}")
             return None
         if tp is bytes:
             if isinstance(value, bytes):
                 return value
-            self.err(path, f"expected binary data, got {_describe(value)}")
+            self.err(path, f"expected binary data, got {self._got(value)}")
             return None
         if origin in (list, tuple):
             args = [a for a in get_args(tp) if a is not Ellipsis]
             inner = args[0] if args else Any
             if not isinstance(value, list):
-                self.err(path, f"expected {_tname(tp)}, got {_describe(value)}")
+                self.err(path, f"expected {_tname(tp)}, got {self._got(value)}")
                 return None
             return tuple(self.convert(inner, v, f"{path}[{i}]") for i, v in enumerate(value))
         if origin in (dict, Mapping) or tp is dict:
             kv = get_args(tp)
             vt = kv[1] if len(kv) == 2 else Any
             if not isinstance(value, dict):
-                self.err(path, f"expected a mapping, got {_describe(value)}")
+                self.err(path, f"expected a mapping, got {self._got(value)}")
                 return None
-            return {str(k): self.convert(vt, v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+            return {str(k): self._secret_convert(_is_sensitive_key(k), vt, v, f"{path}.{k}" if path else str(k))
+                    for k, v in value.items()}
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             return self._dataclass(tp, value, path)
         raise TypeError(f"convert: unsupported type {tp!r}")
@@ -188,7 +259,7 @@ class Converter:
         ranked = sorted(args, key=lambda a: 0 if _shape_matches(a, value) else 1)
         first_errors: list[ConfigError] | None = None
         for a in ranked:
-            sub = Converter(self.strict)
+            sub = Converter(self.strict, self.secret)
             out = sub.convert(a, value, path)
             if not sub.errors:
                 self.warnings.extend(sub.warnings)
@@ -198,7 +269,7 @@ class Converter:
         if first_errors:
             self.errors.extend(first_errors)
         else:
-            self.err(path, f"expected {_tname(tp)}, got {_describe(value)}")
+            self.err(path, f"expected {_tname(tp)}, got {self._got(value)}")
         return None
 
     def _dataclass(self, cls: type, value: Any, path: str) -> Any:
@@ -207,10 +278,10 @@ class Converter:
             try:
                 value = norm(value)
             except ValueError as e:
-                self.err(path, str(e))
+                self._value_error(path, e, cls, value)
                 return None
         if not isinstance(value, dict):
-            self.err(path, f"expected a mapping, got {_describe(value)}")
+            self.err(path, f"expected a mapping, got {self._got(value)}")
             return None
         kwargs: dict[str, Any] = {}
         known = set()
@@ -220,7 +291,11 @@ class Converter:
             sub = f"{path}.{key}" if path else key
             if key in value:
                 before = len(self.errors)
-                kwargs[attr] = self.convert(ftype, value[key], sub)
+                secret = bool(f.metadata.get("sensitive")) or _is_sensitive_key(key)
+                if f.metadata.get("skip_invalid") and not self.strict and isinstance(value[key], list):
+                    kwargs[attr] = self._valid_items(ftype, value[key], sub, secret)
+                else:
+                    kwargs[attr] = self._secret_convert(secret, ftype, value[key], sub)
                 if len(self.errors) > before:
                     ok = False
                 if f.metadata.get("deprecated"):
@@ -244,8 +319,23 @@ class Converter:
         try:
             return cls(**kwargs)
         except ValueError as e:
-            self.err(path, str(e))
+            self._value_error(path, e, cls, value)
             return None
+
+    def _valid_items(self, tp: Any, items: list[Any], path: str, secret: bool) -> Any:
+        """The items of a list that convert; each one that does not is a warning naming its index."""
+        args = [a for a in get_args(tp) if a is not Ellipsis]
+        inner = args[0] if args else Any
+        kept = []
+        for i, item in enumerate(items):
+            sub = Converter(self.strict, self.secret or secret)
+            out = sub.convert(inner, item, f"{path}[{i}]")
+            self.warnings.extend(sub.warnings)
+            if sub.errors:
+                self.warnings.extend(f"{e}; this entry is skipped, the others are applied" for e in sub.errors)
+            else:
+                kept.append(out)
+        return tuple(kept) if get_origin(tp) is tuple else kept
 
 
 def _shape_matches(tp: Any, value: Any) -> bool:
