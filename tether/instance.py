@@ -12,6 +12,8 @@ TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy rea
 if TYPE_CHECKING:
     from typing import Any
 
+    from tether.target import Target
+
 
 def _b64encode(data: bytes) -> str:
     import base64  # here: only binary user-data needs it, not a later boot's path
@@ -24,8 +26,24 @@ def _b64decode(text: str) -> bytes:
 
 REDACTED = "redacted for non-root user"
 # Keys that only the 0600 file carries (cloud-init's list plus ours).
-SENSITIVE_KEYS = ("merged_cfg", "security-credentials", "userdata", "vendordata", "vendordata2",
-                  "ds/meta_data/ssh_keys_private", "ds/user_data", "ds/vendor_data")
+SENSITIVE_KEYS = ("combined_cloud_config", "merged_cfg", "merged_system_cfg", "security-credentials", "userdata",
+                  "vendordata", "vendordata2", "ds/meta_data/ssh_keys_private", "ds/user_data", "ds/vendor_data")
+MERGED_SYSTEM_DOC = "Merged system config from /etc/tether/tether.cfg(.d) and /etc/cloud/cloud.cfg.d/"
+MERGED_CFG_DOC = "DEPRECATED: use merged_system_cfg (the same content, cloud-init's newer name)"
+# cloud-init's feature flags (cloudinit/features.py) with the behaviour tether has; a template or script that
+# checks one sees tether's answer.
+FEATURES = {
+    "ERROR_ON_USER_DATA_FAILURE": True,          # an unusable user-data part is an error in status
+    "ALLOW_EC2_MIRRORS_ON_NON_AWS_INSTANCE_TYPES": False,
+    "NOCLOUD_SEED_URL_APPEND_FORWARD_SLASH": True,
+}
+# os-release ID -> cloud-init's variant (its util._get_variant); anything else is "linux"
+_VARIANTS = {"ubuntu": "ubuntu", "linuxmint": "ubuntu", "mint": "ubuntu", "opensuse-leap": "suse",
+             "opensuse-tumbleweed": "suse", "sles": "suse", "sle_hpc": "suse", "sle-micro": "suse",
+             "opensuse-microos": "suse"}
+_VARIANT_SELF = ("almalinux", "alpine", "arch", "azurelinux", "centos", "cloudlinux", "debian", "eurolinux",
+                 "fedora", "mariner", "miraclelinux", "openeuler", "opencloudos", "openmandriva", "photon", "rhel",
+                 "rocky", "suse", "tencentos", "virtuozzo", "freebsd", "netbsd", "openbsd", "dragonfly")
 
 
 class InstanceData(Record):
@@ -108,14 +126,48 @@ def system_platform() -> str:
     return text.rstrip("-")
 
 
-def v1(inst: InstanceData, kernel_release: str | None = None) -> dict[str, Any]:
+def os_release(text: str) -> tuple[str, str, str]:
+    """(ID, VERSION_ID, VERSION_CODENAME) from an os-release file's text, as cloud-init's ``dist`` triple."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            k, v = line.split("=", 1)
+            fields[k.strip()] = v.strip().strip("'\"")
+    codename = fields.get("VERSION_CODENAME") or fields.get("UBUNTU_CODENAME") or ""
+    return fields.get("ID", "") or "linux", fields.get("VERSION_ID", ""), codename
+
+
+def read_os_release(target: Target) -> str:
+    """The target's os-release text (``/etc/os-release``, else ``/usr/lib/os-release``), empty if neither."""
+    return target.read_text("/etc/os-release", default="") or target.read_text("/usr/lib/os-release", default="")
+
+
+def variant(distro: str) -> str:
+    d = distro.lower()
+    return d if d in _VARIANT_SELF else _VARIANTS.get(d, "linux")
+
+
+def sys_info(os_release_text: str = "") -> dict[str, Any]:
+    """cloud-init's ``sys_info``: platform, system, release, python, uname, dist, variant."""
+    u = os.uname()
+    dist = list(os_release(os_release_text))
+    return {"platform": system_platform(), "system": u.sysname, "release": u.release,
+            "python": sys.version.split()[0], "uname": [u.sysname, u.nodename, u.release, u.version, u.machine, ""],
+            "dist": dist, "variant": variant(dist[0])}
+
+
+def v1(inst: InstanceData, kernel_release: str | None = None, info: dict[str, Any] | None = None) -> dict[str, Any]:
     """cloud-init's standardized v1 keys, with both underscore and hyphen spellings."""
+    info = info or sys_info()
+    dist = list(info.get("dist") or ["linux", "", ""]) + ["", "", ""]
     uname = os.uname()
     base = {
         "availability_zone": inst.availability_zone,
         "cloud_id": inst.platform or inst.datasource.lower(),
         "cloud_name": inst.cloud_name or inst.platform or "unknown",
-        "distro": "debian",
+        "distro": dist[0],
+        "distro_release": dist[2],
+        "distro_version": dist[1],
         "instance_id": inst.instance_id,
         "kernel_release": kernel_release or uname.release,
         "local_hostname": inst.local_hostname,
@@ -125,34 +177,51 @@ def v1(inst: InstanceData, kernel_release: str | None = None) -> dict[str, Any]:
         "python_version": sys.version.split()[0],
         "region": inst.region,
         "subplatform": inst.subplatform,
-        "system_platform": system_platform(),
-        "variant": "debian",
+        "system_platform": info.get("platform") or system_platform(),
+        "variant": info.get("variant") or variant(dist[0]),
     }
     out: dict[str, Any] = {"_beta_keys": ["subplatform"]}
     for k, v in base.items():
         out[k] = v
-        if "_" in k:
+        if k in _HYPHENATED:
             out[k.replace("_", "-")] = v
     return out
 
 
-def instance_data_doc(inst: InstanceData, merged_cfg: dict[str, Any] | None,
-                      sys_info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The full (sensitive) document; redact() makes the world-readable one."""
+# the keys cloud-init also spells with a hyphen (not distro_release, kernel_release, ...)
+_HYPHENATED = ("availability_zone", "cloud_name", "instance_id", "local_hostname")
+
+
+def instance_data_doc(inst: InstanceData, combined_cfg: dict[str, Any] | None,
+                      info: dict[str, Any] | None = None, system_cfg: dict[str, Any] | None = None,
+                      os_release_text: str = "") -> dict[str, Any]:
+    """The full (sensitive) document; redact() makes the world-readable one.
+
+    ``combined_cfg`` is the configuration the modules get (system config, vendor-data and user-data merged;
+    None before user-data is processed), ``system_cfg`` the system configuration alone (cloud-init's
+    ``merged_system_cfg``), ``os_release_text`` the target's os-release (distro, version, codename)."""
+    info = info or sys_info(os_release_text)
+    system = copy.deepcopy(system_cfg) if system_cfg else {}
     ds = {"_doc": "datasource-specific data, may change between tether releases",
           "meta_data": copy.deepcopy(inst.metadata), **copy.deepcopy(inst.ds)}
     doc: dict[str, Any] = {
-        "_beta_keys": ["subplatform"],
         "base64_encoded_keys": [],
+        "combined_cloud_config": copy.deepcopy(combined_cfg) if combined_cfg is not None else copy.deepcopy(system),
         "ds": ds,
-        "merged_cfg": merged_cfg or {},
+        "features": dict(FEATURES),
+        "merged_cfg": {**copy.deepcopy(system), "_doc": MERGED_CFG_DOC},
+        "merged_system_cfg": {**copy.deepcopy(system), "_doc": MERGED_SYSTEM_DOC},
         "sensitive_keys": list(SENSITIVE_KEYS),
-        "sys_info": sys_info or {"python": sys.version.split()[0], "dist": ["debian"]},
+        "sys_info": info,
+        "system_info": copy.deepcopy(system.get("system_info")) if isinstance(system.get("system_info"), dict)
+        else {},
         "userdata": _text(inst.userdata),
-        "v1": v1(inst),
+        "v1": v1(inst, info=info),
         "vendordata": _text(inst.vendordata),
     }
-    # v1 keys at top level too, as cloud-init's jinja templates expect them
+    # the v1 keys at the top level too, as cloud-init writes them (templates use {{ instance_id }} ...)
+    for k, v in doc["v1"].items():
+        doc.setdefault(k, copy.deepcopy(v))
     return doc
 
 

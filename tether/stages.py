@@ -149,7 +149,8 @@ def _record_found(env: Env, ds: Datasource, inst: InstanceData, status: StageSta
 
 
 def write_instance_data(env: Env, inst: InstanceData, merged: dict[str, Any] | None) -> None:
-    doc = instmod.instance_data_doc(inst, merged)
+    doc = instmod.instance_data_doc(inst, merged, system_cfg=env.system_config,
+                                    os_release_text=instmod.read_os_release(env.target))
     env.target.write(env.paths.instance_data_sensitive, json.dumps(doc, indent=1, sort_keys=True, default=str),
                      mode=0o600)
     env.target.write(env.paths.instance_data, json.dumps(instmod.redact(doc), indent=1, sort_keys=True,

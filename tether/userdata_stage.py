@@ -38,7 +38,8 @@ def process_userdata(env: Env, inst: InstanceData, status: StageStatus) -> dict[
         return cached
     from tether.userdata import process
     vendor_enabled = bool((env.system_config.get("vendor_data") or {}).get("enabled", True))
-    doc = instmod.instance_data_doc(inst, None)
+    doc = instmod.instance_data_doc(inst, None, system_cfg=env.system_config,
+                                    os_release_text=instmod.read_os_release(env.target))
     env.target.makedirs(f"{idir}/urlcache", mode=0o700)
     processed = process(inst.userdata, inst.vendordata, instance_data=doc, fetch=_fetch,
                         vendor_enabled=vendor_enabled, include_once_cache=env.target.path(f"{idir}/urlcache"))
