@@ -44,6 +44,7 @@ REGISTERED: tuple[str, ...] = (
     "update_etc_hosts",
     "update_hostname",
     "users_groups",
+    "wireguard",
     "write_files",
     "write_files_deferred",
 )
@@ -88,6 +89,7 @@ ACTIVATED_BY: dict[str, tuple[str, ...] | None] = {
     "update_etc_hosts": ("manage_etc_hosts", "hostname", "fqdn"),
     "update_hostname": None,
     "users_groups": None,
+    "wireguard": ("wireguard",),
     "write_files": ("write_files",),
     "write_files_deferred": ("write_files",),
 }

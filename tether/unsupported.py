@@ -26,7 +26,6 @@ UNSUPPORTED: dict[str, tuple[str, ...]] = {
     "ubuntu_autoinstall": ("autoinstall",),
     "ubuntu_drivers": ("drivers",),
     "ubuntu_pro": ("ubuntu_pro", "ubuntu_advantage"),
-    "wireguard": ("wireguard",),
     "yum_add_repo": ("yum_repos", "yum_repo_dir"),
     "zypper_add_repo": ("zypper",),
     "lxd_init": (),
