@@ -174,7 +174,11 @@ def entry_cmdline(running: list[str], old_extra: tuple[str, ...] | list[str], ne
 
 
 def extra_cmdline(spec: dict[str, Any] | None) -> list[str]:
+    """The words a configuration adds to its boot entries: ``extraCommandLine``, then ``os.selinux.mode``'s."""
+    from tether.engine.selinux import kernel_args
+
     os_ = (spec or {}).get("os") or {}
     kcl = os_.get("kernelCommandLine") or {}
     extra = kcl.get("extraCommandLine") or []
-    return [w for item in extra for w in str(item).split()]
+    words = [w for item in extra for w in str(item).split()]
+    return words + [w for w in kernel_args((os_.get("selinux") or {}).get("mode")) if w not in words]

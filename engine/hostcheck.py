@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable, Collection
 
 from tether.engine.hostconfig import FileSystem, HostConfiguration
 from tether.engine.parttypes import type_guid
@@ -41,7 +42,22 @@ def filesystem_for_path(hc: HostConfiguration, path: str) -> tuple[int, FileSyst
     return best
 
 
-def check_logic(hc: HostConfiguration) -> list[ConfigError]:
+ESP_MOUNTS = ("/boot/efi", "/efi")
+VAR_TMP = "/var/tmp"
+
+
+def config_notes(hc: HostConfiguration) -> list[str]:
+    """What a valid configuration asks for that tether accepts but does not act on, one note per key."""
+    notes: list[str] = []
+    if hc.internal_params:
+        notes.append(f"internalParams: ignored ({', '.join(sorted(hc.internal_params))}): Trident's internal "
+                     "tuning knobs have no meaning for tether")
+    return notes
+
+
+def check_logic(hc: HostConfiguration, known_ids: Collection[str] = (), image_cut: bool = False) -> list[ConfigError]:
+    """Every cross-reference problem, each with its key path. ``known_ids`` are ids defined by sections cut out
+    as not supported (RAID arrays, ...): references to them are neither errors nor checked further."""
     errs: list[ConfigError] = []
 
     def err(path: str, msg: str) -> None:
@@ -95,7 +111,9 @@ def check_logic(hc: HostConfiguration) -> list[ConfigError]:
             claim(pair.id, f"{vp}.id")
             ok = True
             for key, ref in (("volumeAId", pair.volume_a_id), ("volumeBId", pair.volume_b_id)):
-                if ref not in partitions:
+                if ref in known_ids and ref not in partitions:
+                    ok = False
+                elif ref not in partitions:
                     err(f"{vp}.{key}", f"{ref!r} is not a partition id")
                     ok = False
                 elif ref in in_pair:
@@ -132,7 +150,9 @@ def check_logic(hc: HostConfiguration) -> list[ConfigError]:
             err(f"{fp}.deviceId", "missing required key (only tmpfs filesystems have no device)")
         else:
             dev = fs.device_id
-            if dev not in partitions and dev not in pair_ids:
+            if dev in known_ids and dev not in partitions and dev not in pair_ids:
+                pass
+            elif dev not in partitions and dev not in pair_ids:
                 err(f"{fp}.deviceId", f"{dev!r} is not a partition or A/B volume pair id")
             elif dev in in_pair:
                 err(f"{fp}.deviceId", f"partition {dev!r} belongs to volume pair {in_pair[dev]!r}; use the pair id")
@@ -144,6 +164,8 @@ def check_logic(hc: HostConfiguration) -> list[ConfigError]:
             if fs.type is not None:
                 err(f"{fp}.type", "the type of an image filesystem comes from the image; do not set it")
         mp = fs.mount
+        if mp is None and fs.type == "tmpfs":
+            err(f"{fp}.mountPoint", "missing: a tmpfs filesystem needs a mount point")
         if mp is not None:
             path = mp.path
             mpp = f"{fp}.mountPoint" + (".path" if not isinstance(fs.mount_point, str) else "")
@@ -164,13 +186,15 @@ def check_logic(hc: HostConfiguration) -> list[ConfigError]:
     if st.filesystems and roots != 1:
         err("storage.filesystems", "exactly one filesystem must be mounted at '/'" if roots == 0
             else "more than one filesystem is mounted at '/'")
-    if needs_image and hc.image is None:
+    if needs_image and hc.image is None and not image_cut:
         err("image", "missing: filesystems with source 'image' need an image")
     if hc.image is not None and not st.filesystems:
         err("storage.filesystems", "an image needs filesystems to go to (at least the root)")
 
     for s, sw in enumerate(st.swap):
         sp = f"storage.swap[{s}].deviceId"
+        if sw.device_id in known_ids and sw.device_id not in partitions:
+            continue
         if sw.device_id not in partitions:
             err(sp, f"{sw.device_id!r} is not a partition id")
         elif sw.device_id in in_pair:
@@ -190,7 +214,71 @@ def check_logic(hc: HostConfiguration) -> list[ConfigError]:
                 f"the servicing datastore {ds} would live on A/B volume {holder[1].device_id!r}; mount a "
                 f"non-A/B filesystem at {posixpath.dirname(ds)} (or a parent) or set trident.datastorePath")
 
+    if st.filesystems:
+        _check_mounts(hc, pair_ids, partitions, known_ids, err)
+    seen_disks: dict[str, int] = {}
+    for d, disk in enumerate(st.disks):
+        if disk.device in seen_disks:
+            err(f"storage.disks[{d}].device", f"{disk.device!r} is already the device of "
+                f"storage.disks[{seen_disks[disk.device]}]")
+        seen_disks.setdefault(disk.device, d)
+    _check_os(hc, err)
+    return errs
+
+
+def _check_mounts(hc: HostConfiguration, pair_ids: dict[str, tuple[str, str]],
+                  partitions: dict[str, tuple[str, int | None, str]], known_ids: Collection[str],
+                  err: Callable[[str, str], None]) -> None:
+    """Trident's mount rules: an ESP, `/` on an A/B pair when A/B updates are configured, /var/tmp writable."""
+    esp_guid = type_guid("esp")
+    esps = [(f, fs) for f, fs in enumerate(hc.storage.filesystems)
+            if fs.mount is not None and fs.mount.path in ESP_MOUNTS]
+    if not esps:
+        err("storage.filesystems", "no EFI system partition: mount a partition of type esp at /boot/efi "
+            "(or /efi); the boot loader lives there")
+    for f, fs in esps:
+        dev = fs.device_id
+        if dev in pair_ids:
+            err(f"storage.filesystems[{f}].deviceId", f"the ESP cannot be on A/B volume pair {dev!r}: both slots "
+                "boot through the same ESP")
+        elif dev in partitions and partitions[dev][2] and partitions[dev][2] != esp_guid:
+            err(f"storage.filesystems[{f}].deviceId", f"the ESP mounted at {fs.mount.path if fs.mount else ''} "
+                f"must be a partition of type esp, not {dev!r} of another type")
+    if hc.storage.ab_update is not None:
+        for f, fs in enumerate(hc.storage.filesystems):
+            if (fs.mount is not None and fs.mount.path == "/" and fs.device_id not in pair_ids
+                    and fs.device_id not in known_ids):
+                err(f"storage.filesystems[{f}].deviceId", "with abUpdate configured, '/' must be on an A/B volume "
+                    "pair (the update writes the inactive volume)")
+    tmpfs = [fs for fs in hc.storage.filesystems if fs.type == "tmpfs" and fs.mount and fs.mount.path == VAR_TMP]
+    holder = None if tmpfs else filesystem_for_path(hc, VAR_TMP)
+    if holder is not None and holder[1].mount is not None and "ro" in holder[1].mount.options.split(","):
+        err(f"storage.filesystems[{holder[0]}].mountPoint.options", f"{VAR_TMP} must be writable, but the "
+            f"filesystem holding it ({holder[1].mount.path}) is mounted read-only")
+
+
+def _check_os(hc: HostConfiguration, err: Callable[[str, str], None]) -> None:
     osc = hc.os
+    if osc.netplan is not None:
+        from tether.network.parse import unwrap
+
+        inner = unwrap(osc.netplan)
+        if not isinstance(inner, dict) or inner.get("version") != 2:
+            err("os.netplan.version", "must be 2 (a netplan / network config version 2 document)")
+    modules: dict[str, int] = {}
+    for m, mod in enumerate(osc.modules):
+        if mod.name in modules:
+            err(f"os.modules[{m}].name", f"module {mod.name!r} is already configured at "
+                f"os.modules[{modules[mod.name]}]")
+        modules.setdefault(mod.name, m)
+    for a, af in enumerate(osc.additional_files):
+        if af.source is not None and not af.source.startswith("/"):
+            err(f"os.additionalFiles[{a}].source", f"{af.source!r} is not an absolute path")
+    for stage, scripts in (("preServicing", hc.scripts.pre_servicing), ("postProvision", hc.scripts.post_provision),
+                           ("postConfigure", hc.scripts.post_configure)):
+        for i, sc in enumerate(scripts):
+            if sc.path is not None and not sc.path.startswith("/"):
+                err(f"scripts.{stage}[{i}].path", f"{sc.path!r} is not an absolute path")
     if osc.hostname is not None and not _HOSTNAME.match(osc.hostname):
         err("os.hostname", f"{osc.hostname!r} is not a valid host name")
     seen_dest: set[str] = set()
@@ -203,4 +291,3 @@ def check_logic(hc: HostConfiguration) -> list[ConfigError]:
         if user.name in names:
             err(f"os.users[{u}].name", f"user {user.name!r} is given twice")
         names.add(user.name)
-    return errs

@@ -183,11 +183,36 @@ class AdditionalFile:
         return int(self.permissions, 8) if self.permissions else None
 
 
+SelinuxMode = Literal["disabled", "permissive", "enforcing"]
+UefiFallbackMode = Literal["conservative", "optimistic", "disabled"]
+# Earlier Trident releases named the fallback modes after what the fallback path boots; same meanings.
+_UEFI_FALLBACK_ALIASES = {"rollback": "conservative", "rollforward": "optimistic", "none": "disabled"}
+
+
 @dataclass(frozen=True)
 class Selinux:
     CASE = "camel"
-    # Only "leave it as the image has it" is accepted; permissive/enforcing are cut out as not supported.
-    mode: Literal["disabled"] | None = None
+    mode: SelinuxMode | None = field(default=None, metadata=meta(
+        doc="None: leave the image's SELinux configuration as it is"))
+
+
+@dataclass(frozen=True)
+class KernelModule:
+    """``os.modules[]``: how a kernel module loads in the new OS (modules-load.d / modprobe.d)."""
+
+    CASE = "camel"
+    name: str
+    load_mode: Literal["always", "auto", "disable", "inherit"] = "inherit"
+    options: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
+            raise ValueError(f"name: {self.name!r} is not a kernel module name (letters, digits, '_', '-')")
+        for k, v in self.options.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", k):
+                raise ValueError(f"options: {k!r} is not a module parameter name")
+            if any(c.isspace() for c in str(v)) or not str(v):
+                raise ValueError(f"options.{k}: {v!r} must be a non-empty value without white space")
 
 
 @dataclass(frozen=True)
@@ -200,8 +225,15 @@ class Os:
     additional_files: tuple[AdditionalFile, ...] = ()
     netplan: dict[str, Any] | None = None
     selinux: Selinux | None = None
-    uefi_fallback: Literal["conservative", "optimistic", "disabled"] = field(
-        default="conservative", metadata=meta(doc="applied by the bootloader step"))
+    modules: tuple[KernelModule, ...] = ()
+    uefi_fallback: UefiFallbackMode = field(default="conservative", metadata=meta(
+        doc="when the removable-media boot path EFI/BOOT/BOOTX64.EFI is written (docs/engine.md)"))
+
+    @classmethod
+    def normalize(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("uefiFallback") in _UEFI_FALLBACK_ALIASES:
+            value = {**value, "uefiFallback": _UEFI_FALLBACK_ALIASES[value["uefiFallback"]]}
+        return value
 
 
 @dataclass(frozen=True)
@@ -292,6 +324,8 @@ class HostConfiguration:
     scripts: Scripts = field(default_factory=Scripts)
     health: Health = field(default_factory=Health)
     trident: Trident = field(default_factory=Trident)
+    internal_params: dict[str, Any] | None = field(default=None, metadata=meta(
+        doc="Trident's internal tuning parameters: accepted and ignored (a note says so)"))
 
 
 def to_data(obj: Any) -> Any:
@@ -332,16 +366,15 @@ def parse_host_config(data: Any, source: str = "host configuration") -> HostConf
     if not isinstance(data, dict):
         raise ConfigErrors([ConfigError("", "a host configuration must be a mapping", source)])
     work = copy.deepcopy(data)
-    errors = strip_unsupported(work)
+    cut = strip_unsupported(work)
     try:
         hc = convert(HostConfiguration, work)
     except ConfigErrors as e:
-        raise ConfigErrors(_prefix(errors + e.errors, source)) from None
+        raise ConfigErrors(_prefix(cut.errors + e.errors, source)) from None
+    # The cross-reference checks run even when a feature was cut out, so one run reports every problem; the ids
+    # the cut-out sections defined count as known, so they are not echoed as unknown references.
+    errors = cut.errors + check_logic(hc, known_ids=cut.ids, image_cut=cut.image)
     if errors:
-        # Cross-reference checks would only echo the cut-out features (a RAID id no disk defines), so stop here.
         raise ConfigErrors(_prefix(errors, source))
-    logic = check_logic(hc)
-    if logic:
-        raise ConfigErrors(_prefix(logic, source))
     return hc
 

@@ -3,7 +3,9 @@
 The ``os`` section goes through the code the cloud-config modules use, with a module context for the new
 root (``engine_context``): hostname as set_hostname/update_etc_hosts (``tether.hostnames``), users as
 users_groups (``tether.accounts``, ``useradd --root``), additionalFiles as write_files, services through
-``tether.services`` (``systemctl --root``), netplan through the network stage's parser and renderers.
+``tether.services`` (``systemctl --root``), netplan through the network stage's parser and renderers, modules as
+modules-load.d/modprobe.d files (``engine.kmodules``), SELinux's mode in ``/etc/selinux/config``
+(``engine.selinux``; its relabel is ``finish``, the last step on a new root).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from tether import hostnames, services, sshkeys
 from tether.accounts import UserSpec
+from tether.engine.hostcheck import config_notes
 from tether.engine.hostconfig import AdditionalFile, HostConfiguration, Services, User
 from tether.errors import CommandError, ConfigError, ConfigErrors, TetherError
 from tether.filesync import ensure_file
@@ -86,6 +89,7 @@ def apply_os(target: Target, hc: HostConfiguration, source_root: Target | None =
     if osc.netplan:
         notes += _netplan(ctx, osc.netplan)
         dropin["network"] = _unwrap_netplan(osc.netplan)
+    notes += _modules_and_selinux(target, hc)
     if dropin:
         target.write(SYSTEM_CONFIG_DROPIN, "# Written by tether from the host configuration's os section.\n"
                      + json.dumps(dropin, indent=2, sort_keys=True) + "\n", mode=0o644)
@@ -93,11 +97,42 @@ def apply_os(target: Target, hc: HostConfiguration, source_root: Target | None =
         target.remove(SYSTEM_CONFIG_DROPIN)
     if osc.kernel_command_line and osc.kernel_command_line.extra_command_line:
         notes.append("os.kernelCommandLine: applied by the bootloader step")
+    notes += config_notes(hc)
     for w in ctx.warnings:
         notes.append(w)
     for n in notes:
         LOG.warning("%s", n)
     return notes
+
+
+def _modules_and_selinux(target: Target, hc: HostConfiguration) -> list[str]:
+    from tether.engine import kmodules, selinux
+
+    notes: list[str] = []
+    try:
+        written = kmodules.apply(target, hc.os.modules)
+    except OSError as e:
+        raise OsConfigError(f"os.modules: {e}") from None
+    if written:
+        LOG.info("os.modules: wrote %s", ", ".join(written))
+    if any(m.options for m in hc.os.modules):
+        notes.append("os.modules: options reach a module loaded from the initramfs only once the initramfs is "
+                     "rebuilt (the image's own initramfs is used as it is)")
+    mode = selinux.configure(target, hc)
+    if hc.os.selinux and hc.os.selinux.mode:
+        notes.append(f"os.selinux.mode: {hc.os.selinux.mode}: the boot entry gets "
+                     f"{' '.join(selinux.kernel_args(hc.os.selinux.mode))} (bootloader step)"
+                     + ("; the files are relabelled as the last step" if mode in ("permissive", "enforcing")
+                        else ""))
+    return notes
+
+
+def finish(target: Target, hc: HostConfiguration, runner: Runner | None = None) -> list[str]:
+    """The last step on a new root, after the ``postConfigure`` scripts: the SELinux relabel (when the new OS
+    ends up permissive or enforcing), so every file written before it is labelled. Returns notes."""
+    from tether.engine import selinux
+
+    return selinux.relabel(target, hc, runner or Runner())
 
 
 def _hostname(ctx: ModuleContext, name: str) -> None:

@@ -1,16 +1,49 @@
 """Host configuration features tether does not implement: cut out of the data and reported by key path.
 
 Each is reported as "<path>: <feature> is not supported by tether", never silently ignored. Empty or default
-values (``raid: {software: []}``, ``selinux: {mode: null}``) are accepted and dropped, as they ask for nothing.
+values (``raid: {software: []}``) are accepted and dropped, as they ask for nothing. The ids the cut-out
+sections define (RAID arrays, encrypted volumes, verity devices, adopted partitions) are returned too, so the
+cross-reference checks still run over the rest and do not echo them as unknown ids.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from tether.errors import ConfigError
 
 _NOT = "is not supported by tether"
+_WHY_MANAGEMENT_OS = (
+    "configuring the management OS is not supported by tether: managementOs sets users and netplan of "
+    "Trident's own installer image; tether installs from whatever live system runs it and does not reconfigure "
+    "that system (give the live system its own cloud-config instead)")
+_WHY_NTFS = ("filesystem type ntfs is not supported by tether: it needs ntfs-3g (mkntfs) and FUSE, which the "
+             "engine does not depend on, and cannot hold a Linux root or tether's state; use ext4, xfs or vfat")
+
+
+@dataclass
+class Cut:
+    """What was cut out: one error per feature, and the ids the cut-out sections defined."""
+
+    errors: list[ConfigError] = field(default_factory=list)
+    ids: set[str] = field(default_factory=set)
+    image: bool = False  # the image section was cut (an oci:// URL): do not also report it as missing
+
+
+def _ids(section: Any, keys: tuple[str, ...]) -> set[str]:
+    """Every value under ``keys`` in a (nested) section: the ids it defines."""
+    out: set[str] = set()
+    if isinstance(section, dict):
+        for k, v in section.items():
+            if k in keys and isinstance(v, str):
+                out.add(v)
+            else:
+                out |= _ids(v, keys)
+    elif isinstance(section, list):
+        for v in section:
+            out |= _ids(v, keys)
+    return out
 
 
 def _empty(v: Any) -> bool:
@@ -22,29 +55,38 @@ def _empty(v: Any) -> bool:
 
 
 def _cut(parent: Any, key: str, path: str, what: str, errors: list[ConfigError],
-         allowed: Any = None) -> None:
-    """Remove ``parent[key]``; report it unless it is empty (or equal to ``allowed``)."""
+         allowed: Any = None, message: str | None = None) -> Any:
+    """Remove ``parent[key]`` and return it; report it unless it is empty (or equal to ``allowed``)."""
     if not isinstance(parent, dict) or key not in parent:
-        return
+        return None
     v = parent.pop(key)
     if _empty(v) or (allowed is not None and v == allowed):
-        return
-    errors.append(ConfigError(path, f"{what} {_NOT}"))
+        return None
+    errors.append(ConfigError(path, message or f"{what} {_NOT}"))
+    return v
 
 
-def strip_unsupported(data: dict[str, Any]) -> list[ConfigError]:
+def strip_unsupported(data: dict[str, Any]) -> Cut:
     """Mutates ``data`` (a copy) in place; returns one error per unsupported feature used."""
-    errors: list[ConfigError] = []
-    _cut(data, "managementOs", "managementOs", "configuring the management OS", errors)
+    cut = Cut()
+    errors = cut.errors
+    _cut(data, "managementOs", "managementOs", "", errors, message=_WHY_MANAGEMENT_OS)
+    image = data.get("image")
+    if isinstance(image, dict) and isinstance(image.get("url"), str) and image["url"].startswith("oci://"):
+        errors.append(ConfigError("image.url", f"{image['url']!r}: a COSI image in an OCI registry (oci://) "
+                                  f"{_NOT} yet; pull the COSI file (e.g. with oras) and give its file://, "
+                                  "http:// or https:// URL"))
+        data.pop("image")
+        cut.image = True
     storage = data.get("storage")
     if isinstance(storage, dict):
-        _cut(storage, "raid", "storage.raid", "software RAID", errors)
-        _cut(storage, "encryption", "storage.encryption", "encryption", errors)
-        _cut(storage, "verity", "storage.verity", "dm-verity", errors)
+        for key, what in (("raid", "software RAID"), ("encryption", "encryption"), ("verity", "dm-verity")):
+            cut.ids |= _ids(_cut(storage, key, f"storage.{key}", what, errors), ("id", "name"))
         for i, disk in enumerate(storage.get("disks") or []):
             if not isinstance(disk, dict):
                 continue
-            _cut(disk, "adoptedPartitions", f"storage.disks[{i}].adoptedPartitions", "adopting partitions", errors)
+            cut.ids |= _ids(_cut(disk, "adoptedPartitions", f"storage.disks[{i}].adoptedPartitions",
+                                 "adopting partitions", errors), ("id",))
             for j, part in enumerate(disk.get("partitions") or []):
                 if isinstance(part, dict) and part.get("type") in ("root-verity", "usr-verity"):
                     errors.append(ConfigError(f"storage.disks[{i}].partitions[{j}].type",
@@ -56,9 +98,13 @@ def strip_unsupported(data: dict[str, Any]) -> list[ConfigError]:
             if fs.get("source") == "adopted":
                 errors.append(ConfigError(f"storage.filesystems[{i}].source",
                                           f"an adopted filesystem {_NOT}"))
-                fs.pop("source")
-            if fs.get("type") in ("ntfs", "auto"):
-                errors.append(ConfigError(f"storage.filesystems[{i}].type", f"filesystem type {fs['type']} {_NOT}"))
+                fs["source"] = "new"  # checked on as a new filesystem on the same device
+            if fs.get("type") == "ntfs":
+                errors.append(ConfigError(f"storage.filesystems[{i}].type", _WHY_NTFS))
+                fs.pop("type")
+            elif fs.get("type") == "auto":
+                errors.append(ConfigError(f"storage.filesystems[{i}].type", f"filesystem type auto (only for "
+                                          f"adopted filesystems) {_NOT}"))
                 fs.pop("type")
             _cut(fs, "overrideEspMount", f"storage.filesystems[{i}].overrideEspMount",
                  "overriding the ESP mount", errors, allowed="use-default")
@@ -66,15 +112,10 @@ def strip_unsupported(data: dict[str, Any]) -> list[ConfigError]:
     if isinstance(os_, dict):
         _cut(os_, "sysexts", "os.sysexts", "systemd system extensions (sysexts)", errors)
         _cut(os_, "confexts", "os.confexts", "systemd configuration extensions (confexts)", errors)
-        _cut(os_, "modules", "os.modules", "kernel module configuration", errors)
-        sel = os_.get("selinux")
-        if isinstance(sel, dict) and sel.get("mode") in ("permissive", "enforcing"):
-            errors.append(ConfigError("os.selinux.mode", f"SELinux ({sel['mode']}) {_NOT}"))
-            os_.pop("selinux")
     trident = data.get("trident")
     if isinstance(trident, dict):
         _cut(trident, "disable", "trident.disable", "disabling the agent from the host configuration", errors,
              allowed=False)
         _cut(trident, "phonehome", "trident.phonehome", "phone-home reporting", errors)
         _cut(trident, "logstream", "trident.logstream", "log streaming", errors)
-    return errors
+    return cut

@@ -111,7 +111,12 @@ def test_health_checks_in_both_spellings() -> None:
      "storage.verity: dm-verity is not supported"),
     ("os.sysexts", [{"url": "file:///x.raw", "sha384": "a" * 96}], "os.sysexts: systemd system extensions"),
     ("os.confexts", [{"url": "file:///x.raw", "sha384": "a" * 96}], "os.confexts: systemd configuration"),
-    ("os.selinux", {"mode": "enforcing"}, "os.selinux.mode: SELinux (enforcing) is not supported"),
+    ("managementOs", {"users": [{"name": "x"}]}, "managementOs: configuring the management OS is not supported by "
+     "tether: managementOs sets users and netplan of Trident's own installer image"),
+    ("storage.filesystems.2.type", "ntfs", "storage.filesystems[2].type: filesystem type ntfs is not supported by "
+     "tether: it needs ntfs-3g"),
+    ("image.url", "oci://registry/os:1", "image.url: 'oci://registry/os:1': a COSI image in an OCI registry "
+     "(oci://) is not supported by tether yet"),
 ])
 def test_unsupported_features_are_named(path: str, value: Any, expect: str) -> None:
     errs = errors_of(with_change(path, value))
@@ -140,7 +145,7 @@ def test_empty_unsupported_sections_ask_for_nothing() -> None:
     ("storage.filesystems.2.mountPoint", "/srv", "servicing datastore"),
     ("storage.abUpdate.volumePairs.0.volumeBId", "root-a", "is already in volume pair"),
     ("image.sha384", "abc", "expected 96 hex digits"),
-    ("image.url", "oci://registry/os:1", "only file://, http:// and https://"),
+    ("image.url", "ftp://host/os.cosi", "only file://, http:// and https://"),
     ("image", _DELETE, "filesystems with source 'image' need an image"),
     ("os.hostname", "bad_host!", "not a valid host name"),
     ("storage.disks.0.partitions.0.bogus", 1, "storage.disks[0].partitions[0].bogus: unknown key"),
@@ -180,11 +185,11 @@ def test_validate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert args.func(args) == 0
     assert "valid" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(with_change("os.selinux", {"mode": "permissive"})))
+    bad.write_text(yaml.safe_dump(with_change("os.sysexts", [{"url": "file:///x.raw", "sha384": "a" * 96}])))
     args = _cli(["validate", str(bad)])
     assert args.func(args) == 1
     err = capsys.readouterr().err
-    assert f"{bad}: os.selinux.mode: SELinux (permissive) is not supported by tether" in err
+    assert f"{bad}: os.sysexts: systemd system extensions (sysexts) is not supported by tether" in err
 
 
 def test_validate_cli_reports_yaml_position(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -193,3 +198,132 @@ def test_validate_cli_reports_yaml_position(tmp_path: Path, capsys: pytest.Captu
     args = _cli(["validate", str(f)])
     assert args.func(args) == 1
     assert "line" in capsys.readouterr().err
+
+
+# ---- os keys ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["disabled", "permissive", "enforcing"])
+def test_selinux_modes_are_accepted(mode: str) -> None:
+    assert parse_host_config(with_change("os.selinux", {"mode": mode})).os.selinux.mode == mode  # type: ignore[union-attr]
+
+
+def test_selinux_mode_must_be_one_of_trident_modes() -> None:
+    errs = errors_of(with_change("os.selinux", {"mode": "strict"}))
+    assert any(e.startswith("host configuration: os.selinux.mode:") for e in errs), errs
+
+
+@pytest.mark.parametrize("given,expect", [
+    (None, "conservative"), ("conservative", "conservative"), ("optimistic", "optimistic"), ("disabled", "disabled"),
+    # the names of earlier Trident releases mean the same modes
+    ("rollback", "conservative"), ("rollforward", "optimistic"), ("none", "disabled"),
+])
+def test_uefi_fallback_modes(given: str | None, expect: str) -> None:
+    data = copy.deepcopy(GOOD)
+    if given is not None:
+        data["os"]["uefiFallback"] = given
+    assert parse_host_config(data).os.uefi_fallback == expect
+
+
+def test_uefi_fallback_rejects_an_unknown_mode() -> None:
+    errs = errors_of(with_change("os.uefiFallback", "sometimes"))
+    assert any("os.uefiFallback" in e for e in errs), errs
+
+
+def test_kernel_modules_model() -> None:
+    hc = parse_host_config(with_change("os.modules", [
+        {"name": "br_netfilter", "loadMode": "always"},
+        {"name": "nouveau", "loadMode": "disable"},
+        {"name": "kvm_intel", "options": {"nested": "1"}},
+    ]))
+    assert [(m.name, m.load_mode, m.options) for m in hc.os.modules] == [
+        ("br_netfilter", "always", {}), ("nouveau", "disable", {}), ("kvm_intel", "inherit", {"nested": "1"})]
+
+
+@pytest.mark.parametrize("modules,expect", [
+    ([{"name": "bad name"}], "os.modules[0]: name: 'bad name' is not a kernel module name"),
+    ([{"name": "m", "options": {"a": "x y"}}], "os.modules[0]: options.a: 'x y' must be a non-empty value"),
+    ([{"name": "m", "loadMode": "sometimes"}], "os.modules[0].loadMode"),
+    ([{"name": "m"}, {"name": "m", "loadMode": "always"}], "os.modules[1].name: module 'm' is already configured "
+     "at os.modules[0]"),
+])
+def test_kernel_module_errors_name_the_key(modules: list[dict[str, Any]], expect: str) -> None:
+    errs = errors_of(with_change("os.modules", modules))
+    assert any(expect in e for e in errs), errs
+
+
+def test_internal_params_are_accepted_with_a_note() -> None:
+    from tether.engine.hostcheck import config_notes
+
+    data = copy.deepcopy(GOOD)
+    data["internalParams"] = {"writableEtcOverlayHooks": True, "disableHostnameCheck": True}
+    hc = parse_host_config(data)
+    notes = config_notes(hc)
+    assert notes == ["internalParams: ignored (disableHostnameCheck, writableEtcOverlayHooks): Trident's internal "
+                     "tuning knobs have no meaning for tether"]
+    assert config_notes(parse_host_config(GOOD)) == []
+
+
+# ---- validation parity -------------------------------------------------------------------------------------
+
+def test_checks_go_on_after_an_unsupported_key() -> None:
+    # One run names the unsupported feature and the unrelated mistakes; a reference to the cut-out RAID array
+    # is not echoed as an unknown id.
+    data = with_change("os.hostname", "bad_host!")
+    data["storage"]["raid"] = {"software": [{"id": "md-home", "name": "home", "level": "raid1",
+                                             "devices": ["state", "state"]}]}
+    data["storage"]["filesystems"].append({"deviceId": "md-home", "source": "new", "mountPoint": "/home"})
+    data["storage"]["filesystems"][1]["mountPoint"] = "/srv/../srv"
+    errs = errors_of(data)
+    assert any("storage.raid: software RAID is not supported by tether" in e for e in errs), errs
+    assert any("os.hostname: 'bad_host!' is not a valid host name" in e for e in errs), errs
+    assert any("storage.filesystems[1].mountPoint: '/srv/../srv' is not a normalized path" in e for e in errs), errs
+    assert not any("md-home" in e for e in errs), errs
+
+
+def test_an_oci_image_is_not_also_reported_missing() -> None:
+    errs = errors_of(with_change("image.url", "oci://registry/os:1"))
+    assert len(errs) == 1 and "oci://" in errs[0], errs
+
+
+def _esp_fs() -> dict[str, Any]:
+    return {"deviceId": "esp", "mountPoint": {"path": "/boot/efi", "options": "umask=0077"}}
+
+
+@pytest.mark.parametrize("change,expect", [
+    (lambda d: d["storage"]["filesystems"].pop(0),
+     "storage.filesystems: no EFI system partition: mount a partition of type esp at /boot/efi"),
+    (lambda d: d["storage"]["disks"][0]["partitions"][0].update(type="linux-generic"),
+     "storage.filesystems[0].deviceId: the ESP mounted at /boot/efi must be a partition of type esp"),
+    (lambda d: d["storage"]["filesystems"][0].update(deviceId="root") or d["storage"]["filesystems"][1].update(
+        deviceId="esp"),
+     "storage.filesystems[0].deviceId: the ESP cannot be on A/B volume pair 'root'"),
+    (lambda d: d["storage"]["filesystems"][1].update(deviceId="state") or d["storage"]["filesystems"][2].update(
+        deviceId="root"),
+     "storage.filesystems[1].deviceId: with abUpdate configured, '/' must be on an A/B volume pair"),
+    (lambda d: d["storage"]["filesystems"].append({"deviceId": "state2", "source": "new", "mountPoint": {
+        "path": "/var", "options": "ro,noatime"}}) or d["storage"]["disks"][0]["partitions"].insert(
+        3, {"id": "state2", "size": "1G"}),
+     "storage.filesystems[3].mountPoint.options: /var/tmp must be writable, but the filesystem holding it (/var) "
+     "is mounted read-only"),
+    (lambda d: d["storage"]["disks"].append({"id": "other", "device": "/dev/vdb", "partitions": []}),
+     "storage.disks[1].device: '/dev/vdb' is already the device of storage.disks[0]"),
+    (lambda d: d["storage"]["filesystems"].append({"source": "new", "type": "tmpfs"}),
+     "storage.filesystems[3].mountPoint: missing: a tmpfs filesystem needs a mount point"),
+    (lambda d: d["os"].update(netplan={"version": 1, "config": []}), "os.netplan.version: must be 2"),
+    (lambda d: d["os"].update(additionalFiles=[{"destination": "/etc/x", "source": "files/x"}]),
+     "os.additionalFiles[0].source: 'files/x' is not an absolute path"),
+    (lambda d: d.update(scripts={"postConfigure": [{"name": "s", "path": "s.sh"}]}),
+     "scripts.postConfigure[0].path: 's.sh' is not an absolute path"),
+])
+def test_trident_validation_rules(change: Any, expect: str) -> None:
+    data = copy.deepcopy(GOOD)
+    change(data)
+    errs = errors_of(data)
+    assert any(expect in e for e in errs), errs
+
+
+def test_efi_mount_is_an_esp_too() -> None:
+    # tether also takes /efi (systemd's preferred ESP mount point) where Trident names /boot/efi
+    data = copy.deepcopy(GOOD)
+    data["storage"]["filesystems"][0]["mountPoint"] = "/efi"
+    assert parse_host_config(data).storage.filesystems[0].mount.path == "/efi"  # type: ignore[union-attr]

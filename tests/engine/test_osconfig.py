@@ -145,7 +145,6 @@ def test_additional_file_from_source_keeps_its_mode(tmp_path: Path) -> None:
     ({"services": {"enable": ["nosuch"]}}, "os.services: cannot enable nosuch.service: no such unit in"),
     ({"services": {"enable": ["web"], "disable": ["web"]}}, "os.services: web both enabled and disabled"),
     ({"netplan": {"version": 2, "ethernets": {"eth0": {"addresses": ["not-an-ip"]}}}}, "os.netplan:"),
-    ({"netplan": {"version": 1, "config": []}}, "os.netplan: expected a netplan"),
     ({"users": [{"name": "carol", "sshMode": "key-only", "sshPublicKeys": ["hello"]}]},
      "os.users[carol]: sshPublicKeys[0]: not an SSH public key"),
     ({"additionalFiles": [{"destination": "/etc/x", "source": "/nonexistent/file"}]},
@@ -193,3 +192,64 @@ def test_services_helper_in_a_target(tmp_path: Path) -> None:
     assert not (target.root / "etc/systemd/system/multi-user.target.wants/web.service").exists()
     assert services.disable_in(target, Runner(), "ghost") is False
     shutil.rmtree(target.root)
+
+
+def test_kernel_modules_become_modules_load_and_modprobe_files(tmp_path: Path) -> None:
+    target = new_root(tmp_path)
+    notes = osconfig.apply_os(target, parse_host_config({"os": {"modules": [
+        {"name": "br_netfilter", "loadMode": "always"},
+        {"name": "kvm_intel", "options": {"nested": "1", "ept": "Y"}},
+        {"name": "nouveau", "loadMode": "disable"},
+        {"name": "vfio_pci", "loadMode": "auto"},
+    ]}}))
+    root = target.root
+    load = (root / "etc/modules-load.d/90-tether-host-configuration.conf").read_text().splitlines()
+    probe = (root / "etc/modprobe.d/90-tether-host-configuration.conf").read_text().splitlines()
+    assert load[1:] == ["br_netfilter"]
+    assert probe[1:] == ["options kvm_intel nested=1 ept=Y", "blacklist nouveau"]
+    assert any(n.startswith("os.modules: options reach a module loaded from the initramfs") for n in notes)
+    # a configuration without modules removes tether's files again (and touches no one else's)
+    (root / "etc/modprobe.d/image.conf").write_text("blacklist pcspkr\n")
+    osconfig.apply_os(target, parse_host_config({"os": {"hostname": "h"}}))
+    assert sorted(os.listdir(root / "etc/modprobe.d")) == ["image.conf"]
+    assert os.listdir(root / "etc/modules-load.d") == []
+
+
+SELINUX_CONFIG = "# image default\nSELINUX=disabled\nSELINUXTYPE=targeted\n"
+
+
+@pytest.mark.parametrize("mode", ["permissive", "enforcing"])
+def test_selinux_mode_goes_into_the_images_config(tmp_path: Path, mode: str) -> None:
+    target = new_root(tmp_path)
+    target.write("/etc/selinux/config", SELINUX_CONFIG)
+    notes = osconfig.apply_os(target, parse_host_config({"os": {"selinux": {"mode": mode}}}))
+    assert target.read_text("/etc/selinux/config") == f"# image default\nSELINUX={mode}\nSELINUXTYPE=targeted\n"
+    args = "security=selinux selinux=1" + (" enforcing=0" if mode == "permissive" else "")
+    assert f"os.selinux.mode: {mode}: the boot entry gets {args} (bootloader step); the files are relabelled as " \
+           "the last step" in notes
+
+
+def test_selinux_disabled_leaves_the_config_to_the_command_line(tmp_path: Path) -> None:
+    target = new_root(tmp_path)
+    target.write("/etc/selinux/config", SELINUX_CONFIG.replace("disabled", "enforcing"))
+    notes = osconfig.apply_os(target, parse_host_config({"os": {"selinux": {"mode": "disabled"}}}))
+    assert "SELINUX=enforcing" in target.read_text("/etc/selinux/config")
+    assert "os.selinux.mode: disabled: the boot entry gets selinux=0 (bootloader step)" in notes
+    # an image without SELinux at all: disabled is fine and writes nothing
+    bare = new_root(tmp_path / "bare")
+    osconfig.apply_os(bare, parse_host_config({"os": {"selinux": {"mode": "disabled"}}}))
+    assert not bare.exists("/etc/selinux")
+
+
+def test_selinux_enabled_on_an_image_without_selinux_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(osconfig.OsConfigError, match=r"os.selinux.mode: enforcing asks for SELinux, but the image "
+                       r"has no /etc/selinux/config"):
+        osconfig.apply_os(new_root(tmp_path), parse_host_config({"os": {"selinux": {"mode": "enforcing"}}}))
+
+
+def test_internal_params_are_noted_not_applied(tmp_path: Path) -> None:
+    target = new_root(tmp_path)
+    before = snapshot(target.root)
+    notes = osconfig.apply_os(target, parse_host_config({"internalParams": {"x": 1}}))
+    assert notes == ["internalParams: ignored (x): Trident's internal tuning knobs have no meaning for tether"]
+    assert diff(before, snapshot(target.root)) == {}
