@@ -30,9 +30,10 @@ from xml.sax.saxutils import escape
 
 from tether import log
 from tether.datasource import Datasource
-from tether.datasources.ec2 import obj, parse_host_config, setting_number, setting_urls
+from tether.datasources.ec2 import obj, parse_host_config
+from tether.datasources.mdfetch import Budget, setting_headers, setting_number, setting_urls
 from tether.errors import DatasourceError
-from tether.http import HttpError, request
+from tether.http import HttpError, pause, request
 from tether.instance import InstanceData
 
 LOG = log.get(__name__)
@@ -128,18 +129,21 @@ class AzureDatasource(Datasource):
         max_wait = setting_number(self.ctx.settings, "max_wait", 10.0, self.NAME)
         timeout = setting_number(self.ctx.settings, "timeout", 2.0, self.NAME)
         deadline = time.monotonic() + self.ctx.time_left(max_wait)
-        last, delay, resp = "", 0.1, None
+        headers = {**setting_headers(self.ctx.settings, self.NAME), "Metadata": "true"}
+        budget = Budget(self.NAME, self.ctx.settings)
+        last, attempt, resp = "", 0, None
         while time.monotonic() < deadline:
             try:
-                resp = request(url, headers={"Metadata": "true"}, timeout=timeout, retries=0, deadline=deadline)
+                resp = budget.request(url, headers=headers, timeout=timeout, retries=0, deadline=deadline)
                 break
             except HttpError as e:
-                # IMDS answers 410/429/5xx while the VM is still being set up; those are worth a retry
-                if e.status is not None and e.status not in (404, 410, 429, 500, 502, 503, 504):
+                # IMDS answers 404/410/429/5xx while the VM is still being set up; those are worth a retry
+                if not (e.retryable or e.status in (404, 410)):
                     raise DatasourceError(str(e))
                 last = str(e)
-            time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
-            delay = min(delay * 2, 1.0)
+            if not pause(attempt, 0.1, deadline, cap=1.0):
+                break
+            attempt += 1
         if resp is None:
             raise DatasourceError(f"no Azure instance metadata service answered at {url} within the time allowed"
                                   + (f" (last error: {last})" if last else ""))

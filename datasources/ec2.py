@@ -16,17 +16,16 @@ have no business in instance-data.json.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import time
-import urllib.parse
 from typing import Any
 
 from tether import log
 from tether.datasource import Datasource, DsContext
+from tether.datasources.mdfetch import Budget, setting_headers, setting_number, setting_urls
 from tether.errors import DatasourceError
-from tether.http import MAX_BODY, HttpError
+from tether.http import HttpError, Response, Session, pause
 from tether.instance import InstanceData
 
 LOG = log.get(__name__)
@@ -37,7 +36,6 @@ TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
 DEFAULT_API = "2021-03-23"
 SECRET_DIRS = ("iam/security-credentials/", "identity-credentials/")
-MAX_CRAWL_ENTRIES = 2000
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 HOST_CONFIG_TAGS = ("host-configuration", "host_configuration")
 
@@ -45,25 +43,6 @@ HOST_CONFIG_TAGS = ("host-configuration", "host_configuration")
 def obj(v: Any) -> dict[str, Any]:
     """``v`` when it is a JSON object, else an empty one (metadata documents are untrusted shapes)."""
     return v if isinstance(v, dict) else {}
-
-
-def setting_number(settings: dict[str, Any], key: str, default: float, ds: str) -> float:
-    v = settings.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-        raise DatasourceError(f"datasource.{ds}.{key}: expected a non-negative number, got {v!r}")
-    return float(v)
-
-
-def setting_urls(settings: dict[str, Any], key: str, default: tuple[str, ...], ds: str) -> list[str]:
-    v = settings.get(key)
-    if v is None:
-        return list(default)
-    if isinstance(v, str):
-        v = [v]
-    if not isinstance(v, list) or not v or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
-                                                   for u in v):
-        raise DatasourceError(f"datasource.{ds}.{key}: expected a list of http:// or https:// URLs, got {v!r}")
-    return [u.rstrip("/") for u in v]
 
 
 def parse_host_config(text: str | bytes | None, source: str) -> dict[str, Any] | None:
@@ -98,175 +77,145 @@ def mac_names(ctx: DsContext) -> dict[str, str]:
     return out
 
 
-class Session:
-    """One kept-alive HTTP/1.1 connection to a metadata endpoint.
+class Endpoint:
+    """One metadata endpoint reached through one kept-alive connection (``tether.http.Session``).
 
-    The crawl makes ~80 tiny requests; a connection each (tether.http) costs several times more than the
-    answers themselves, so IMDS gets a persistent connection. Every read is bounded by the per-request timeout
-    and by the deadline; proxies are never used for link-local metadata.
+    The crawl makes ~80 tiny requests; a connection each costs several times more than the answers themselves.
+    Every request counts against the fetch's budget (bytes, entries); proxies are never used.
     """
 
-    def __init__(self, base: str) -> None:
-        parts = urllib.parse.urlsplit(base)
+    def __init__(self, base: str, budget: Budget) -> None:
         self.base = base
-        self.https = parts.scheme == "https"
-        self.host = parts.hostname or ""
-        self.port = parts.port or (443 if self.https else 80)     # explicit: IPv6 hosts contain colons
-        self.prefix = parts.path.rstrip("/")
-        self.conn: http.client.HTTPConnection | None = None
+        self.budget = budget
+        self.session = Session()
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        self.session.close()
 
-    def call(self, method: str, path: str, headers: dict[str, str], timeout: float, deadline: float,
-             max_body: int = MAX_BODY) -> tuple[int, bytes]:
+    def call(self, method: str, path: str, headers: dict[str, str], timeout: float, deadline: float) -> Response:
         url = f"{self.base}/{path.lstrip('/')}"
-        for attempt in (0, 1):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise HttpError(url, "no time left before the deadline")
-            t = max(0.01, min(timeout, left))
-            fresh = self.conn is None
-            try:
-                if self.conn is None:
-                    cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-                    self.conn = cls(self.host, self.port, timeout=t)
-                elif self.conn.sock is not None:
-                    self.conn.sock.settimeout(t)
-                self.conn.request(method, f"{self.prefix}/{path.lstrip('/')}", headers=headers)
-                resp = self.conn.getresponse()
-                body = _read_bounded(resp, url, deadline, max_body)
-                if resp.will_close:
-                    self.close()
-                return resp.status, body
-            except (http.client.HTTPException, OSError) as e:
-                self.close()
-                # A kept-alive connection the server has since closed: reconnect once.
-                if attempt == 0 and not fresh and isinstance(e, http.client.RemoteDisconnected | ConnectionError):
-                    continue
-                raise HttpError(url, f"unreachable ({e})")
-        raise HttpError(url, "unreachable")  # pragma: no cover
-
-
-def _read_bounded(resp: http.client.HTTPResponse, url: str, deadline: float, max_body: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = resp.read(65536)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > max_body:
-            raise HttpError(url, f"response larger than {max_body} bytes")
-        if time.monotonic() > deadline:
-            raise HttpError(url, "response still arriving at the deadline")
-        chunks.append(chunk)
+        return self.budget.call(self.session, url, method=method, headers=headers, timeout=timeout,
+                                deadline=deadline, max_redirects=0)
 
 
 class ImdsClient:
-    """Token-aware, deadline-bounded access to one IMDS endpoint."""
+    """Token-aware, deadline- and budget-bounded access to one IMDS endpoint."""
 
     def __init__(self, settings: dict[str, Any], deadline: float) -> None:
         self.urls = setting_urls(settings, "metadata_urls", DEFAULT_URLS, "Ec2")
         self.timeout = setting_number(settings, "timeout", 2.0, "Ec2")
         self.ttl = int(setting_number(settings, "token_ttl", 21600, "Ec2"))
         self.allow_v1 = bool(settings.get("allow_imdsv1", False))
+        self.headers = setting_headers(settings, "Ec2")
+        self.budget = Budget("Ec2", settings)
         self.deadline = deadline
-        self.session: Session | None = None
+        self.endpoint: Endpoint | None = None
         self.token: str | None = None
         self.requests = 0
 
     @property
     def base(self) -> str | None:
-        return self.session.base if self.session else None
+        return self.endpoint.base if self.endpoint else None
+
+    def _call(self, ep: Endpoint, method: str, path: str, headers: dict[str, str]) -> Response:
+        resp = ep.call(method, path, {**self.headers, **headers}, self.timeout, self.deadline)
+        if resp.status == 200 and resp.content_type() == "text/html":
+            # IMDS answers text/plain or JSON; an HTML page is a captive portal or a web server, not metadata
+            raise DatasourceError(f"{resp.url}: the answer is an HTML page (Content-Type text/html), not EC2 "
+                                  "metadata")
+        return resp
 
     # -- token ----------------------------------------------------------------------------------
 
-    def _put_token(self, session: Session) -> str | None:
+    def _put_token(self, ep: Endpoint) -> str | None:
         """The token, or None when the service has no token endpoint (IMDSv1 only)."""
-        url = session.base + TOKEN_PATH
-        status, body = session.call("PUT", TOKEN_PATH, {TTL_HEADER: str(self.ttl)}, self.timeout, self.deadline)
-        if status == 403:
+        url = ep.base + TOKEN_PATH
+        resp = self._call(ep, "PUT", TOKEN_PATH, {TTL_HEADER: str(self.ttl)})
+        if resp.status == 403:
             raise DatasourceError(f"{url}: the metadata service refused a token (HTTP 403); "
                                   "is the instance metadata service disabled for this instance?")
-        if status in (400, 404, 405):
+        if resp.status in (400, 404, 405):
             return None
-        if status != 200:
-            raise HttpError(url, f"HTTP {status}", status)
-        token = body.decode("ascii", "replace").strip()
+        if resp.status != 200:
+            raise HttpError(url, f"HTTP {resp.status}", resp.status)
+        token = resp.body.decode("ascii", "replace").strip()
         if not token:
             raise DatasourceError(f"{url}: the metadata service answered an empty token")
+        if any(c in token for c in "\r\n\0") or len(token) > 4096:
+            raise DatasourceError(f"{url}: the metadata service answered a token that cannot be sent back "
+                                  "(line breaks or over 4096 bytes)")
         return token
 
     def connect(self) -> None:
         """Find the first endpoint that answers the token request, retrying until the deadline."""
         last = ""
-        delay = 0.1
+        attempt = 0
         while True:
             for base in self.urls:
                 if time.monotonic() >= self.deadline:
                     break
-                session = Session(base)
+                ep = Endpoint(base, self.budget)
                 try:
-                    token = self._put_token(session)
+                    token = self._put_token(ep)
                 except HttpError as e:
-                    session.close()
+                    ep.close()
                     last = str(e)
                     LOG.debug("IMDS %s", e)
                     continue
+                except DatasourceError:
+                    ep.close()
+                    raise
                 if token is None and not self.allow_v1:
-                    session.close()
+                    ep.close()
                     raise DatasourceError(
                         f"{base}{TOKEN_PATH}: the metadata service has no IMDSv2 token endpoint and IMDSv1 is "
                         "not allowed (set datasource.Ec2.allow_imdsv1: true to use it)")
-                self.session, self.token = session, token
+                self.endpoint, self.token = ep, token
                 LOG.debug("IMDS at %s (%s)", base, "IMDSv2" if token else "IMDSv1")
                 return
-            left = self.deadline - time.monotonic()
-            if left <= 0:
+            if not pause(attempt, 0.1, self.deadline, cap=1.0):
                 break
-            time.sleep(min(delay, left))
-            delay = min(delay * 2, 1.0)
+            attempt += 1
         urls = ", ".join(u + TOKEN_PATH for u in self.urls)
         raise DatasourceError(f"no EC2 metadata service answered at {urls} within the time allowed"
                               + (f" (last error: {last})" if last else ""))
 
     def close(self) -> None:
-        if self.session:
-            self.session.close()
+        if self.endpoint:
+            self.endpoint.close()
 
     # -- reads ----------------------------------------------------------------------------------
 
     def get(self, path: str, optional: bool = False) -> bytes | None:
         """GET ``path`` below the base URL. ``optional``: a 404 is None. One token refresh on 401."""
-        assert self.session is not None
-        url = f"{self.session.base}/{path.lstrip('/')}"
+        ep = self.endpoint
+        assert ep is not None
+        url = f"{ep.base}/{path.lstrip('/')}"
         for attempt in (0, 1):
             headers = {TOKEN_HEADER: self.token} if self.token else {}
             self.requests += 1
             try:
-                status, body = self.session.call("GET", path, headers, self.timeout, self.deadline)
-                if status in RETRY_STATUSES and time.monotonic() + 0.1 < self.deadline:
+                resp = self._call(ep, "GET", path, headers)
+                if resp.status in RETRY_STATUSES and time.monotonic() + 0.1 < self.deadline:
                     time.sleep(0.1)
-                    status, body = self.session.call("GET", path, headers, self.timeout, self.deadline)
+                    resp = self._call(ep, "GET", path, headers)
             except HttpError as e:
                 if time.monotonic() >= self.deadline:
                     raise DatasourceError(f"{url}: no answer within the time allowed ({e})")
                 raise DatasourceError(str(e))
+            status = resp.status
             if status == 200:
-                return body
+                return resp.body
             if status == 404 and optional:
                 return None
             if status == 401 and attempt == 0:
                 LOG.debug("IMDS token rejected at %s; fetching a new one", url)
                 try:
-                    token = self._put_token(self.session)
+                    token = self._put_token(ep)
                 except HttpError as e:
                     raise DatasourceError(f"token refresh after HTTP 401 from {url} failed: {e}")
                 if token is None:
-                    raise DatasourceError(f"{self.session.base}{TOKEN_PATH}: token endpoint vanished mid-crawl")
+                    raise DatasourceError(f"{ep.base}{TOKEN_PATH}: token endpoint vanished mid-crawl")
                 self.token = token
                 continue
             if status == 401:
@@ -279,16 +228,12 @@ class ImdsClient:
         return None if b is None else b.decode("utf-8", "replace")
 
     def crawl(self, root: str) -> dict[str, Any]:
-        """The tree below ``root`` (a directory path ending in ``/``), breadth first."""
+        """The tree below ``root`` (a directory path ending in ``/``), breadth first, within the budget."""
         tree: dict[str, Any] = {}
         # (parent node, key in parent, path, is_directory); the root node is filled in place
         pending: list[tuple[dict[str, Any], str | None, str, bool]] = [(tree, None, root, True)]
-        seen = 0
         while pending:
             parent, key, path, is_dir = pending.pop(0)
-            seen += 1
-            if seen > MAX_CRAWL_ENTRIES:
-                raise DatasourceError(f"{self.base}/{root}: more than {MAX_CRAWL_ENTRIES} metadata entries")
             # the root must exist; an entry that was listed and then vanished is skipped
             body = self.text(path, optional=key is not None)
             if body is None:
@@ -432,6 +377,7 @@ class Ec2Datasource(Datasource):
             self.client.connect()
         else:
             self.client.deadline = deadline
+            self.client.budget = Budget(self.NAME, self.ctx.settings)
         return self.client
 
     def fetch(self) -> InstanceData:

@@ -23,9 +23,10 @@ from typing import Any
 
 from tether import log
 from tether.datasource import Datasource
-from tether.datasources.ec2 import obj, parse_host_config, setting_number, setting_urls
+from tether.datasources.ec2 import obj, parse_host_config
+from tether.datasources.mdfetch import Budget, setting_headers, setting_number, setting_urls
 from tether.errors import DatasourceError
-from tether.http import HttpError, request
+from tether.http import HttpError, pause
 from tether.instance import InstanceData
 
 LOG = log.get(__name__)
@@ -76,18 +77,21 @@ class GCEDatasource(Datasource):
         max_wait = setting_number(self.ctx.settings, "max_wait", 10.0, self.NAME)
         timeout = setting_number(self.ctx.settings, "timeout", 2.0, self.NAME)
         deadline = time.monotonic() + self.ctx.time_left(max_wait)
-        last, delay = "", 0.1
+        headers = {**setting_headers(self.ctx.settings, self.NAME), **FLAVOR}
+        budget = Budget(self.NAME, self.ctx.settings)
+        last, attempt = "", 0
         resp = None
         while time.monotonic() < deadline:
             try:
-                resp = request(url, headers=FLAVOR, timeout=timeout, retries=0, deadline=deadline)
+                resp = budget.request(url, headers=headers, timeout=timeout, retries=0, deadline=deadline)
                 break
             except HttpError as e:
-                if e.status is not None and e.status not in (429, 500, 502, 503, 504):
+                if not e.retryable:
                     raise DatasourceError(f"{e}")
                 last = str(e)
-            time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
-            delay = min(delay * 2, 1.0)
+            if not pause(attempt, 0.1, deadline, cap=1.0):
+                break
+            attempt += 1
         if resp is None:
             raise DatasourceError(f"no GCE metadata server answered at {url} within the time allowed"
                                   + (f" (last error: {last})" if last else ""))

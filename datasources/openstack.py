@@ -17,10 +17,11 @@ from typing import Any
 
 from tether import log
 from tether.datasource import Datasource
-from tether.datasources.ec2 import mac_names, parse_host_config, setting_number, setting_urls
+from tether.datasources.ec2 import mac_names, parse_host_config
+from tether.datasources.mdfetch import Budget, setting_headers, setting_number, setting_urls
 from tether.datasources.openstack_format import host_config_text, parse_openstack
 from tether.errors import DatasourceError
-from tether.http import HttpError, request
+from tether.http import HttpError, pause
 from tether.instance import InstanceData
 
 LOG = log.get(__name__)
@@ -35,16 +36,20 @@ class OpenStackDatasource(Datasource):
     ALIASES = ("openstack",)
 
     base: str | None = None
+    budget: Budget
 
     def _deadline(self) -> float:
+        self.budget = Budget(self.NAME, self.ctx.settings)
         max_wait = setting_number(self.ctx.settings, "max_wait", 10.0, self.NAME)
         return time.monotonic() + self.ctx.time_left(max_wait)
 
     def _get(self, base: str, name: str, deadline: float, optional: bool, retries: int = 1) -> bytes | None:
         url = f"{base}/{PREFIX}/{name}"
         timeout = setting_number(self.ctx.settings, "timeout", 2.0, self.NAME)
+        headers = setting_headers(self.ctx.settings, self.NAME)
         try:
-            return request(url, timeout=timeout, retries=retries, deadline=deadline, sleep=0.2).body
+            return self.budget.request(url, headers=headers, timeout=timeout, retries=retries, deadline=deadline,
+                                       sleep=0.2).body
         except HttpError as e:
             if e.status == 404 and optional:
                 return None
@@ -53,7 +58,7 @@ class OpenStackDatasource(Datasource):
     def _find(self, deadline: float) -> tuple[str, bytes]:
         """The first metadata URL whose meta_data.json answers, retrying until the deadline."""
         urls = setting_urls(self.ctx.settings, "metadata_urls", DEFAULT_URLS, self.NAME)
-        last, delay = "", 0.1
+        last, attempt = "", 0
         while True:
             for base in urls:
                 if time.monotonic() >= deadline:
@@ -66,11 +71,9 @@ class OpenStackDatasource(Datasource):
                     if e.status == 404:
                         raise DatasourceError(f"{e.url}: HTTP 404 (no OpenStack metadata at {base})")
                     last = str(e)
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if not pause(attempt, 0.1, deadline, cap=1.0):
                 break
-            time.sleep(min(delay, left))
-            delay = min(delay * 2, 1.0)
+            attempt += 1
         where = ", ".join(f"{u}/{PREFIX}/meta_data.json" for u in urls)
         raise DatasourceError(f"no OpenStack metadata service answered at {where} within the time allowed"
                               + (f" (last error: {last})" if last else ""))

@@ -13,7 +13,7 @@ from tether.module import FREQUENCIES, STAGES
 from tether.modules import ACTIVATED_BY, REGISTERED, load
 
 ROOT = Path(__file__).resolve().parents[2]
-HELPER_FILES = {"__init__", "seedfiles", "openstack_format"}
+HELPER_FILES = {"__init__", "seedfiles", "openstack_format", "mdfetch"}
 
 
 def test_every_module_file_is_registered() -> None:
