@@ -50,7 +50,8 @@ def add_parsers(subparsers: Any) -> None:
             p.add_argument("--from-metadata", action="store_true",
                            help="take the desired host configuration from the instance metadata")
             p.add_argument("--reboot", nargs="+", metavar="POLICY", default=None,
-                           help="after finalize: now (default), never, or window HH:MM-HH:MM (local time)")
+                           help="after finalize: now (default), never, sentinel (/run/reboot-required), or window "
+                                "HH:MM-HH:MM (local time)")
             p.add_argument("--metadata-timeout", type=float, default=30.0,
                            help="longest wait for the metadata service, in seconds (default 30)")
         if verb == "install":
@@ -152,11 +153,12 @@ def _finalize(args: argparse.Namespace, hc: Any = None) -> int:
     if "finalize" not in args.allowed_operations:
         return 0
     from tether.engine import finalize as fin
-    from tether.engine.rebootpolicy import parse_policy
+    from tether.engine import rebootpolicy as rp
     from tether.errors import TetherError
 
     try:
-        decision = parse_policy(getattr(args, "reboot", None)).decide()
+        policy = rp.parse_policy(getattr(args, "reboot", None))
+        decision = policy.decide()
         env = _servicing_env(args, reboot=decision.reboot)
         if args.verb == "install":
             env.firmware_entry = not args.no_firmware_entry
@@ -167,6 +169,12 @@ def _finalize(args: argparse.Namespace, hc: Any = None) -> int:
         else:
             msg, _doc = fin.finalize(env)
         print(msg)
+        if decision.sentinel:
+            print(rp.request_reboot(env.root))
+            return 0
+        if env.reboot and (held := rp.wait_for_blockers(env.runner, policy.inhibitor_wait)):
+            print(f"finalized; {rp.deferred_reason(held, policy.inhibitor_wait)}")
+            return 0
         fin.reboot(env, "the new slot boots" + ("" if decision.reboot else f" ({decision.reason})"))
     except TetherError as e:
         return _report(e)

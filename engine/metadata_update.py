@@ -26,7 +26,7 @@ from tether.engine import state
 from tether.engine.commit import spec_digest
 from tether.engine.finalize import ServicingEnv, finalize, reboot
 from tether.engine.hostconfig import parse_host_config, to_data
-from tether.engine.rebootpolicy import RebootPolicy, parse_policy
+from tether.engine.rebootpolicy import RebootPolicy, deferred_reason, parse_policy, request_reboot, wait_for_blockers
 from tether.engine.update import AB_UPDATE, UpdateOptions, servicing_type, stage
 from tether.errors import TetherError
 from tether.host import Host
@@ -152,7 +152,9 @@ def _write_check(datastore: Path, record: dict[str, Any]) -> None:
     from tether.engine.boot import write_file_atomic
 
     try:
-        write_file_atomic(check_path(datastore), (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+        # image URLs may carry tokens: readable by root only, like the datastore beside it
+        write_file_atomic(check_path(datastore), (json.dumps(record, indent=1, sort_keys=True) + "\n").encode(),
+                          mode=0o600)
     except OSError as e:
         LOG.warning("cannot record the update check in %s: %s", check_path(datastore), e)
 
@@ -206,7 +208,11 @@ def from_metadata(env: ServicingEnv, policy: RebootPolicy, *, host: Host | None 
         if doc["spec"] != new_spec:
             return done(0, "none", "an update is finalized and waits for its reboot and commit; the new "
                                    "configuration is looked at after that")
+        if decision.sentinel:
+            return done(0, "finalized", f"finalized earlier; {request_reboot(env.root)}")
         if decision.reboot and env.reboot:
+            if held := wait_for_blockers(env.runner, policy.inhibitor_wait):
+                return done(0, "finalized", f"finalized earlier; {deferred_reason(held, policy.inhibitor_wait)}")
             reboot(env, "the finalized slot boots")
             return done(0, "rebooting", f"finalized earlier; rebooting now ({decision.reason})")
         return done(0, "none", f"finalized; waiting for a reboot ({decision.reason})")
@@ -237,6 +243,10 @@ def from_metadata(env: ServicingEnv, policy: RebootPolicy, *, host: Host | None 
         msg, _doc = finalize(env)
     except TetherError as e:
         return done(1, "error", f"{what}; finalize failed: {e}")
+    if decision.sentinel:
+        return done(0, "finalized", f"{what}; {msg}; {request_reboot(env.root)}")
+    if env.reboot and (held := wait_for_blockers(env.runner, policy.inhibitor_wait)):
+        return done(0, "finalized", f"{what}; {msg}; {deferred_reason(held, policy.inhibitor_wait)}")
     if env.reboot:
         out = done(0, "rebooting", f"{what}; {msg}; rebooting ({decision.reason})")
         reboot(env, "the new slot boots")
