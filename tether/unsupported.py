@@ -21,7 +21,6 @@ UNSUPPORTED: dict[str, tuple[str, ...]] = {
     "reset_rmc": (),
     "rh_subscription": ("rh_subscription",),
     "salt_minion": ("salt_minion",),
-    "snap": ("snap",),
     "spacewalk": ("spacewalk",),
     "ubuntu_autoinstall": ("autoinstall",),
     "ubuntu_drivers": ("drivers",),
