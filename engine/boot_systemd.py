@@ -289,10 +289,12 @@ class SystemdBoot:
         return out
 
     # -- writing
-    def install_loader(self, efi_binary: str | os.PathLike[str] = SYSTEMD_BOOT_EFI, *, timeout: int = 0) -> None:
-        """Put systemd-boot on an empty ESP (clean install): the removable-media path and systemd's own, the
-        entries directory, and a loader.conf that boots the newest good tether entry. An existing loader.conf
-        keeps its other settings."""
+    def install_loader(self, efi_binary: str | os.PathLike[str] = SYSTEMD_BOOT_EFI, *, timeout: int = 0,
+                       fallback: bool = True) -> None:
+        """Put systemd-boot on an empty ESP (clean install): systemd's own path, the removable-media path (unless
+        ``fallback`` is off: ``os.uefiFallback: disabled``; an existing file there is left alone), the entries
+        directory, and a loader.conf that boots the newest good tether entry. An existing loader.conf keeps its
+        other settings."""
         src = Path(efi_binary)
         if not src.is_file():
             raise BootError(f"systemd-boot EFI binary {src} not found (install systemd-boot in the image)")
@@ -300,7 +302,8 @@ class SystemdBoot:
             raise MissingEspError(f"no EFI system partition at {self.esp}")
         try:
             copy_file_atomic(src, self.esp / "EFI" / "systemd" / "systemd-bootx64.efi")
-            copy_file_atomic(src, self.esp / "EFI" / "BOOT" / "BOOTX64.EFI")
+            if fallback:
+                copy_file_atomic(src, self.esp / "EFI" / "BOOT" / "BOOTX64.EFI")
             (self.esp / ENTRIES_DIR).mkdir(parents=True, exist_ok=True)
             old = self._conf_text()
             base = old if old is not None else f"timeout {int(timeout)}\neditor no\n"

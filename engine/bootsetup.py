@@ -11,7 +11,7 @@ import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tether.engine.boot import BootBackend, BootError, MissingEspError, make_backend
 from tether.engine.hostconfig import HostConfiguration
@@ -182,3 +182,44 @@ def extra_cmdline(spec: dict[str, Any] | None) -> list[str]:
     extra = kcl.get("extraCommandLine") or []
     words = [w for item in extra for w in str(item).split()]
     return words + [w for w in kernel_args((os_.get("selinux") or {}).get("mode")) if w not in words]
+
+
+# ---- os.uefiFallback: the firmware's removable-media path EFI/BOOT/BOOTX64.EFI ----------------------------------
+
+FALLBACK_PATH = "EFI/BOOT/BOOTX64.EFI"
+
+
+def fallback_boots(mode: str, operation: str, step: str) -> Literal["new", "running"] | None:
+    """Which OS the removable-media path should start once ``step`` (``finalize``/``commit``) of ``operation``
+    (``clean-install``, ``ab-update``, ``rollback``) is done, as ``os.uefiFallback`` says; None: leave it alone.
+
+    ``conservative``: a clean install points it at the new OS at finalize; an update keeps it on the running OS
+    at finalize and moves it to the new one at commit (as the firmware's boot entries move). ``optimistic``: the
+    new OS at finalize, always. ``disabled``: never written."""
+    if mode == "disabled":
+        return None
+    if operation == "clean-install":
+        return "new" if step == "finalize" else None
+    if step == "finalize":
+        return "new" if mode == "optimistic" else "running"
+    return "new" if step == "commit" and mode == "conservative" else None
+
+
+def fallback_action(backend: str, mode: str, operation: str, step: str) -> tuple[bool, str | None]:
+    """(write systemd-boot to the removable path now?, a note when the backend cannot do what the mode asks).
+
+    systemd-boot: the removable path holds systemd-boot itself, which picks the entry as the firmware's own boot
+    entry does (default, one-shot, boot counting), so "running" and "new" are the same file: it is written at a
+    clean install's finalize unless the mode is ``disabled``, and an update has nothing to move. GRUB: tether
+    never writes GRUB's EFI binaries; the image's shim/GRUB on the removable path reads the same grub.cfg, so
+    both slots' choice follows the grubenv like the firmware entry. UEFI BootNext: the slots' kernels take
+    their command line from their firmware entries, which the removable path cannot carry: not written, noted.
+    """
+    target = fallback_boots(mode, operation, step)
+    if backend == "systemd-boot":
+        return (operation == "clean-install" and target == "new"), None
+    if backend == "uefi" and target is not None:
+        return False, (f"os.uefiFallback: {mode}: the uefi (BootNext) boot loader cannot provide {FALLBACK_PATH} "
+                       "(each slot's kernel gets its command line from its firmware boot entry); set "
+                       "uefiFallback: disabled to silence this, or use systemd-boot")
+    return False, None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Literal
+from typing import Literal, cast
 
 from tether.engine.hostconfig import HostConfiguration, SelinuxMode
 from tether.engine.osconfig import OsConfigError
@@ -70,7 +70,7 @@ def final_mode(asked: SelinuxMode | None, image: str | None) -> SelinuxMode | No
         raise SelinuxError(f"os.selinux.mode: the image's {CONFIG} says SELINUX={image}, which is not one of "
                            "disabled, permissive, enforcing")
     if asked is None:
-        return image  # type: ignore[return-value]
+        return cast("SelinuxMode | None", image)
     if image is None:
         if asked == "disabled":
             return None
