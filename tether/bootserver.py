@@ -28,6 +28,7 @@ from tether import log
 
 TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
 if TYPE_CHECKING:
+    from tether import stageproc
     from tether.stages import Env
 
 LOG = log.get(__name__)
@@ -35,6 +36,10 @@ CTL = "boot.ctl"
 PIDFILE = "boot.pid"
 IDLE_TIMEOUT = 900.0
 STAGES = ("init", "modules-config", "modules-final")
+# A request without the client's PID (an older tether-stage) has no client to watch: its stage is stopped after the
+# longest stage unit's TimeoutSec= (tether-final.service); tests/core/test_bootserver.py checks the two agree.
+UNWATCHED_LIMIT = 3600.0
+PID_MAX = 4194304  # the kernel's highest pid_max
 
 
 def notify(message: str) -> bool:
@@ -87,6 +92,8 @@ class Server:
         self.idle = idle
         self.served: list[tuple[str, int]] = []
         self.replies: dict[str, int] = {}
+        self.fd = -1
+        self.cgroups: str | None | bool = True  # the unified hierarchy's mount, found at the first stage
 
     def reply_path(self, stage: str) -> str:
         return os.path.join(self.run_dir, f"reply.{stage}")
@@ -111,6 +118,7 @@ class Server:
         with open(tmp, "w") as f:
             f.write(f"{os.getpid()}\n")
         os.replace(tmp, self.pidfile)
+        self.fd = fd
         return fd
 
     def close(self, fd: int) -> None:
@@ -164,8 +172,6 @@ class Server:
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 stage = self.handle(line.decode("utf-8", "replace"))
-                if stage == "init":
-                    self.save_record()
                 deadline = time.monotonic() + self.idle
                 if stage == "modules-final":
                     return
@@ -176,18 +182,21 @@ class Server:
         parts = line.split()
         stage = parts[0] if parts else ""
         tag = parts[1] if len(parts) == 2 and parts[1].isdigit() and parts[1].isascii() else None
+        if tag is not None and not (len(tag) <= 7 and 1 < int(tag) <= PID_MAX):
+            tag = None  # not a client's PID: the request is refused below
         if stage not in STAGES or len(parts) != (1 if tag is None else 2):
             LOG.warning("boot server: ignoring request %r", line[:200])
             return None
         out = self.replies.get(stage)
         if out is not None:
             _drain(out)  # nobody will read what an earlier client left
-        try:
-            rc = run_stage(stage, self.make_env)
-        except Exception:
-            LOG.exception("boot server: stage %s crashed", stage)
-            rc = 1
+        result = self.run_child(stage, int(tag) if tag else None)
+        rc = result.rc
+        if result.killed:
+            self.report(stage, result.killed)
         self.served.append((stage, rc))
+        if result.client_gone:
+            return stage  # nobody waits for the answer
         if out is None:
             LOG.warning("boot server: no reply FIFO for %s; not answering", stage)
             return stage
@@ -196,6 +205,39 @@ class Server:
         except OSError as e:
             LOG.warning("boot server: cannot answer on %s: %s", self.reply_path(stage), e)
         return stage
+
+    def run_child(self, stage: str, client: int | None) -> stageproc.Outcome:
+        """The stage in a child process (tether/stageproc.py): in the client's cgroup where possible, stopped when
+        the client is gone."""
+        from tether import stageproc
+        if self.cgroups is True:
+            self.cgroups = stageproc.cgroup2_mount()
+
+        def work() -> int:
+            try:
+                rc = run_stage(stage, self.make_env)
+            except Exception:
+                LOG.exception("boot server: stage %s crashed", stage)
+                return 1
+            if stage == "init":
+                self.save_record()  # in the child: it knows which modules the stage ran
+            return rc
+
+        mount = self.cgroups if isinstance(self.cgroups, str) else None
+        return stageproc.run(stage, work, client, [self.fd, *self.replies.values()], UNWATCHED_LIMIT, mount)
+
+    def report(self, stage: str, why: str) -> None:
+        """A stage killed before it could finish: its error in status.json, as its unit's failure."""
+        from tether.status import StageStatus, read_status
+        try:
+            env = self.make_env()
+            block = read_status(env.target, env.paths)["v1"].get(stage) or {}
+            st = StageStatus(env.target, stage, env.paths)
+            st.errors = [*(block.get("errors") or []), why]
+            st.recoverable = dict(block.get("recoverable_errors") or {})
+            st.finish()
+        except Exception as e:
+            LOG.warning("boot server: cannot record in status.json that %s: %s", why, e)
 
 
 def _drain(fd: int) -> None:

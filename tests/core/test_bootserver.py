@@ -5,16 +5,18 @@ the system's POSIX shell (dash on Debian)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -72,20 +74,27 @@ class Notify:
         raise AssertionError("no READY=1 within the timeout")
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str], Notify]]:
-    root = seeded_root(tmp_path / "root")
+@contextlib.contextmanager
+def serving(root: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Notify]]:
+    """``init --local --serve`` on ``root`` under a notify socket, as tether-local.service runs it."""
     notify = Notify(tmp_path / "notify.sock")
     env = {**os.environ, "NOTIFY_SOCKET": str(notify.path)}
     proc = subprocess.Popen([sys.executable, "-m", "tether", "--root", str(root), "init", "--local", "--serve"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
-        yield root, proc, notify
+        yield proc, notify
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=30)
         notify.sock.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str], Notify]]:
+    root = seeded_root(tmp_path / "root")
+    with serving(root, tmp_path) as (proc, notify):
+        yield root, proc, notify
 
 
 def serve_to_the_end(root: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], list[str]]:
@@ -377,3 +386,200 @@ def test_launcher_runs_the_local_stage_without_cyclic_gc_and_the_server_turns_it
         gc.enable()
     assert on
     assert status(root)["init-local"]["finished"] is not None
+
+
+# --- a stage that hangs after READY=1 -------------------------------------------------------------------------
+
+HANG = "#cloud-config\nbootcmd:\n  - echo $$ > /run/hang.pid; exec sleep 1000\n"
+needs_chroot = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ldd") or not shutil.which("chroot"),
+                                  reason="running bootcmd chrooted in a test root needs root, ldd and chroot")
+
+
+def runnable_root(base: Path, user_data: str) -> Path:
+    """A seeded root that holds a shell and sleep with their libraries, so its bootcmd really runs (chrooted)."""
+    root = seeded_root(base)
+    (root / "var/lib/cloud/seed/nocloud/user-data").write_text(user_data)
+    for prog, dest in (("/bin/dash", "bin/sh"), ("/bin/sleep", "bin/sleep")):
+        libs = subprocess.run(["ldd", prog], capture_output=True, text=True, check=True).stdout.split()
+        for src in [prog, *(w for w in libs if w.startswith("/"))]:
+            to = root / (dest if src == prog else src.lstrip("/"))
+            to.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(os.path.realpath(src), to)
+    return root
+
+
+def wait_for(check: Callable[[], object], what: str, timeout: float = 60) -> object:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout:g} s: {what}")
+
+
+def hang_pid(root: Path) -> int:
+    text = str(wait_for(lambda: (root / "run/hang.pid").exists() and (root / "run/hang.pid").read_text().strip(),
+                        "bootcmd's sleep started"))
+    return int(text)
+
+
+def gone(pid: int) -> bool:
+    """No such process, or a zombie waiting for a reaper (an orphan in a container whose PID 1 does not reap)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def start_client(run: Path, stage: str, exe: Path, preexec: Callable[[], None] | None = None,
+                 ) -> subprocess.Popen[str]:
+    env = {**os.environ, "TETHER_RUN_DIR": str(run), "TETHER_BIN": str(exe)}
+    return subprocess.Popen(["sh", str(CLIENT), stage], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=preexec)
+
+
+def assert_killed_and_next_stages_served(root: Path, proc: subprocess.Popen[str], tmp_path: Path,
+                                         killed_at: float, log: Path, exe: Path) -> None:
+    st = wait_for(lambda: status(root)["init"]["finished"] is not None and status(root), "init reported")
+    assert isinstance(st, dict)
+    assert any("stage init stopped" in e or "stage init killed" in e for e in st["init"]["errors"]), st["init"]
+    assert time.monotonic() - killed_at < 15                 # KILL_GRACE is 5 s
+    text = (root / "var/log/tether.log").read_text()
+    assert "boot server: stage init" in text and ("stopped" in text or "killed" in text), text[-2000:]
+    assert proc.poll() is None                               # the server lives on
+    for stage in ("modules-config", "modules-final"):        # and the next stages still run there
+        res = client(root / "run/tether", stage, exe, timeout=60)
+        assert status(root)[stage]["finished"] is not None, (stage, res.stderr)
+    assert not log.exists(), f"a stage fell back to its own process: {log.read_text()}"
+    assert proc.wait(timeout=60) == 0
+
+
+@needs_chroot
+def test_a_stage_whose_client_is_killed_is_stopped_and_the_next_stage_runs(tmp_path: Path) -> None:
+    """The unit's TimeoutStartSec= kills its main process, the tether-stage shell (KillMode=process, or a host
+    where the stage could not join the unit's cgroup): the server stops the stage and what it started."""
+    root = runnable_root(tmp_path / "root", HANG)
+    with serving(root, tmp_path) as (proc, notify):
+        notify.wait_ready(proc)
+        exe, log = fallback_bin(tmp_path)
+        c = start_client(root / "run/tether", "init", exe)
+        sleeper = hang_pid(root)
+        assert os.getpgid(sleeper) not in (proc.pid, os.getpgid(proc.pid))   # the stage's own process group
+        t0 = time.monotonic()
+        c.terminate()                                                        # systemd: the unit timed out
+        c.communicate(timeout=30)
+        wait_for(lambda: gone(sleeper), "the hung command stopped", timeout=15)
+        assert_killed_and_next_stages_served(root, proc, tmp_path, t0, log, exe)
+
+
+def _cgroup2() -> Path | None:
+    from tether.stageproc import cgroup2_mount
+    mount = cgroup2_mount()
+    if os.geteuid() != 0 or mount is None:
+        return None
+    probe = Path(mount) / f"tether-probe-{os.getpid()}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError:
+        return None
+    return Path(mount)
+
+
+@needs_chroot
+@pytest.mark.skipif(_cgroup2() is None, reason="needs root and a writable unified cgroup hierarchy")
+def test_a_stage_runs_in_its_units_cgroup_and_dies_with_it(tmp_path: Path) -> None:
+    """As under systemd: the client is a unit's main process in the unit's cgroup. The stage and the commands it
+    starts run in that cgroup (accounted to that unit); the unit's timeout (SIGTERM to every process of the
+    cgroup, KillMode=control-group) stops them all, the server reports it and serves the next stage."""
+    mount = _cgroup2()
+    assert mount is not None
+    cg = mount / f"tether-test-unit-{os.getpid()}"
+    cg.mkdir()
+    try:
+        root = runnable_root(tmp_path / "root", HANG)
+        with serving(root, tmp_path) as (proc, notify):
+            notify.wait_ready(proc)
+            exe, log = fallback_bin(tmp_path)
+            c = start_client(root / "run/tether", "init", exe,
+                             preexec=lambda: (cg / "cgroup.procs").write_text(f"{os.getpid()}\n") and None)
+            sleeper = hang_pid(root)
+            members = {int(p) for p in (cg / "cgroup.procs").read_text().split()}
+            stage = members - {c.pid, sleeper}                                  # the server's stage child
+            assert {c.pid, sleeper} <= members and len(stage) == 1, members
+            assert os.getppid() != proc.pid and ppid(stage.pop()) == proc.pid
+            from tether.stageproc import cgroup_of
+            assert cgroup_of(proc.pid) != cgroup_of(c.pid)                    # the server stays in its own
+            t0 = time.monotonic()
+            for pid in members:
+                os.kill(pid, signal.SIGTERM)
+            c.communicate(timeout=30)
+            wait_for(lambda: gone(sleeper), "the hung command stopped", timeout=15)
+            assert_killed_and_next_stages_served(root, proc, tmp_path, t0, log, exe)
+    finally:
+        for pid in (cg / "cgroup.procs").read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        wait_for(lambda: not (cg / "cgroup.procs").read_text().strip() or (cg / "cgroup.procs").read_text() == "",
+                 "the test cgroup empty", timeout=10)
+        cg.rmdir()
+
+
+def test_a_stage_without_a_client_to_watch_is_stopped_at_its_limit(tmp_path: Path) -> None:
+    from tether import stageproc
+    marker = tmp_path / "child"
+
+    def hang() -> int:
+        p = subprocess.Popen(["sleep", "1000"])
+        marker.write_text(f"{p.pid}\n")
+        p.wait()
+        return 0
+
+    t0 = time.monotonic()
+    out = stageproc.run("modules-final", hang, None, [], 1.0, None)
+    assert 0.9 < time.monotonic() - t0 < 10
+    assert out.rc == 1 and out.killed is not None and "more than 1 s" in out.killed and not out.client_gone
+    wait_for(lambda: gone(int(marker.read_text())), "the stage's command stopped", timeout=10)
+
+
+def test_a_stage_child_that_dies_by_a_signal_is_reported(tmp_path: Path) -> None:
+    from tether import stageproc
+    out = stageproc.run("modules-config", lambda: os.kill(os.getpid(), signal.SIGKILL) or 0, os.getpid(), [],
+                        60.0, None)
+    assert out.rc == 1 and out.killed is not None and "killed by SIGKILL" in out.killed and not out.client_gone
+    out = stageproc.run("modules-config", lambda: 3, os.getpid(), [], 60.0, None)
+    assert (out.rc, out.killed) == (3, None)
+
+
+def test_a_request_for_a_client_already_gone_runs_nothing(tmp_path: Path) -> None:
+    from tether import stageproc
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    ran = tmp_path / "ran"
+    out = stageproc.run("init", lambda: ran.write_text("x") and 0, dead.pid, [], 60.0, None)
+    assert out.client_gone and out.rc == 1 and not ran.exists()
+
+
+def test_requests_with_an_impossible_client_pid_are_refused(tmp_path: Path) -> None:
+    srv = Server(str(tmp_path / "run"), lambda: None, idle=0.5)           # type: ignore[arg-type,return-value]
+    fd = srv.open()
+    try:
+        for bad in ("init 0", "init 1", "init 99999999", "init 4194305", "init 00000000001"):
+            assert srv.handle(bad) is None, bad
+    finally:
+        srv.close(fd)
+
+
+def test_the_unwatched_limit_is_the_longest_stage_units_timeout() -> None:
+    from tether.bootserver import UNWATCHED_LIMIT
+    limits = []
+    for unit in ("tether-network", "tether-config", "tether-final"):
+        text = (HERE / f"units/{unit}.service").read_text()
+        assert "ExecStart=/usr/lib/tether/tether-stage" in text
+        limits.append(float(text.split("\nTimeoutSec=", 1)[1].split()[0]))
+    assert UNWATCHED_LIMIT == max(limits)
