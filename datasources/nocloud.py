@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 from tether import log
 from tether.datasource import Datasource
-from tether.datasources.seedfiles import FILES, Seed, read_dir, read_url
+from tether.datasources.seedfiles import FILES, Seed, read_dir
 from tether.errors import DatasourceError
 from tether.instance import InstanceData
 
@@ -149,10 +149,11 @@ class NoCloudNet(NoCloud):
         sf = self._seedfrom()
         if not sf:
             raise DatasourceError("no seedfrom URL")
-        timeout = float(self.ctx.settings.get("timeout", 5))
-        retries = int(self.ctx.settings.get("retries", 2))
-        seed = read_url(sf, timeout, retries, self.ctx.deadline)
-        inst = self._instance(seed, f"seed-dir ({sf})")
+        from tether.datasources.nocloud_net import read_seed  # the HTTP half lives there
+        seed, warnings = read_seed(self.ctx, sf)
+        inst = self._instance(seed, f"seed-dir ({seed.where})")
+        if warnings:
+            inst.ds["warnings"] = warnings
         return inst
 
     def describe(self) -> str:

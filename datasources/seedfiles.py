@@ -83,21 +83,3 @@ def read_dir(d: Path, require_meta: bool = True, where: str | None = None) -> Se
     return Seed(where, parse_meta_data(raw["meta-data"], where), raw["user-data"], raw["vendor-data"],
                 parse_network_config(raw["network-config"], where))
 
-
-def read_url(base: str, timeout: float, retries: int, deadline: float | None) -> Seed:
-    """A seed served over HTTP: meta-data and user-data required, the others optional."""
-    from tether.http import HttpError, request
-
-    base = base if base.endswith("/") else base + "/"
-    got: dict[str, bytes | None] = {}
-    for name in FILES:
-        try:
-            got[name] = request(base + name, timeout=timeout, retries=retries, deadline=deadline).body
-        except HttpError as e:
-            if name in ("meta-data", "user-data") and e.status != 404:
-                raise DatasourceError(f"seedfrom {base}: {e}")
-            if name == "meta-data":
-                raise DatasourceError(f"seedfrom {base}: {e}")
-            got[name] = None
-    return Seed(base, parse_meta_data(got["meta-data"], base), got["user-data"], got["vendor-data"],
-                parse_network_config(got["network-config"], base))
