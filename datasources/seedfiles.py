@@ -82,4 +82,3 @@ def read_dir(d: Path, require_meta: bool = True, where: str | None = None) -> Se
     where = where or str(d)
     return Seed(where, parse_meta_data(raw["meta-data"], where), raw["user-data"], raw["vendor-data"],
                 parse_network_config(raw["network-config"], where))
-
