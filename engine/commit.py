@@ -19,13 +19,11 @@ metadata watch that still asks for it does not stage it again and again.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from tether.engine import state
+from tether.engine import checkpoints, slots, state
 from tether.engine.boot import BootBackend, BootError
 from tether.engine.finalize import ServicingEnv, backend_for, reboot, root_device_id
 from tether.engine.healthchecks import run_checks
@@ -43,8 +41,7 @@ class CommitResult:
     status: dict[str, Any] | None = None
 
 
-def spec_digest(spec: dict[str, Any] | None) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+spec_digest = slots.spec_digest
 
 
 def _rejected(doc: dict[str, Any], spec: dict[str, Any] | None) -> list[str]:
@@ -109,30 +106,38 @@ def _servicing_type(boot: dict[str, Any]) -> str:
 def _check_and_commit(env: ServicingEnv, store: state.StateStore, doc: dict[str, Any], boot: dict[str, Any],
                       backend: BootBackend, hc: Any) -> CommitResult:
     entry = boot["entryId"]
-    report = run_checks(hc.health.checks, env.runner, env.root, servicing_type=_servicing_type(boot))
     clean = boot.get("operation") == "clean-install"
-    if not report.ok:
-        err = state.error_record("health-check-failed", f"{entry} ({boot['targetVolume']}): {report.summary()}")
+    try:
+        # the booted root must be the slot the record names, holding the configuration it was finalized with
+        slots.check_marker(env.root, doc, boot["targetVolume"], doc["spec"])
+        report = run_checks(hc.health.checks, env.runner, env.root, servicing_type=_servicing_type(boot))
+        ok, summary, category = report.ok, report.summary(), "health-check-failed"
+    except slots.SlotError as e:
+        ok, summary, category = False, str(e), "slot-record"
+    if not ok:
+        err = state.error_record(category, f"{entry} ({boot['targetVolume']}): {summary}")
         if clean:  # nothing to go back to: stay, and try again on the next boot
             store.update("clean-install-health-check-failed", lastError=err)
-            return CommitResult(f"clean install failed its health checks: {report.summary()}", 1, store.current())
+            return CommitResult(f"clean install failed its health checks: {summary}", 1, store.current())
         try:
             backend.mark_bad(entry)
         except BootError as e:
             LOG.warning("could not mark %s bad: %s (its boot counter still runs out)", entry, e)
         doc = store.current()
+        vol = boot["targetVolume"]
         doc.update(servicingState=state.AB_UPDATE_HEALTH_CHECK_FAILED, lastError=err,
                    rejectedSpecs=_rejected(doc, doc["spec"]),
                    boot={**boot, "failedBootId": env.machine.current_boot_id(), "failedReboots": 1},
-                   slots={**doc["slots"], boot["targetVolume"]: {"state": "bad", "reason": err["message"],
-                                                                 "at": state.now()}})
+                   slots={**doc["slots"], vol: _bad(doc, vol, err["message"])})
         store.record(doc, "ab-update-health-check-failed")
         reboot(env, f"{entry} failed its health checks; the previous slot boots")
-        return CommitResult(f"health checks failed: {report.summary()}; rebooting into the previous slot", 1,
+        return CommitResult(f"health checks failed: {summary}; rebooting into the previous slot", 1,
                             doc)
     try:
         backend.mark_good(entry)
+        checkpoints.reached("boot:marked-good")
         backend.set_default(entry)
+        checkpoints.reached("boot:default-set")
     except BootError as e:
         store.update("commit-failed", lastError=state.error_record("boot-configuration", str(e)))
         return CommitResult(f"cannot commit {entry}: {e}", 1, store.current())
@@ -140,7 +145,8 @@ def _check_and_commit(env: ServicingEnv, store: state.StateStore, doc: dict[str,
     vol = boot["targetVolume"]
     doc.update(servicingState=state.PROVISIONED, abActiveVolume=vol if doc.get("abActiveVolume") else None,
                lastError=None, boot={**boot, "committedAt": state.now()},
-               slots={**doc["slots"], vol: {"state": "committed", "entryId": entry, "committedAt": state.now()}})
+               slots={**doc["slots"], vol: {**(doc["slots"].get(vol) or {}), "state": slots.COMMITTED,
+                                            "entryId": entry, "committedAt": state.now(), "at": state.now()}})
     if clean:
         doc["abActiveVolume"] = vol if Layout(hc).pairs else None
     store.record(doc, "committed")
@@ -166,9 +172,13 @@ def _fell_back(store: state.StateStore, doc: dict[str, Any], boot: dict[str, Any
     failed_spec = doc["spec"]
     doc.update(servicingState=state.PROVISIONED, spec=doc.get("specOld") or failed_spec, specOld=None,
                lastError=state.error_record("boot-fallback", msg), rejectedSpecs=_rejected(doc, failed_spec),
-               slots={**doc["slots"], boot["targetVolume"]: {"state": "bad", "reason": msg, "at": state.now()}})
+               slots={**doc["slots"], boot["targetVolume"]: _bad(doc, boot["targetVolume"], msg)})
     store.record(doc, "boot-fallback")
     return CommitResult(f"rolled back: {msg}; provisioned on {doc.get('abActiveVolume')}", 0, doc)
+
+
+def _bad(doc: dict[str, Any], volume: str, reason: str) -> dict[str, Any]:
+    return {**((doc.get("slots") or {}).get(volume) or {}), "state": slots.BAD, "reason": reason, "at": state.now()}
 
 
 def _after_failure(env: ServicingEnv, store: state.StateStore, doc: dict[str, Any],

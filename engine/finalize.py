@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tether.engine import mounts, state
+from tether.engine import checkpoints, mounts, slots, state, transitions
 from tether.engine.boot import BootBackend, BootError, EfiVarsError, MissingEspError, find_entry
 from tether.engine.bootsetup import (
     DEFAULT_TRIES,
@@ -124,9 +124,12 @@ def _slot_root_partition(doc: dict[str, Any], hc: HostConfiguration, volume: str
 def switch_to(env: ServicingEnv, store: state.StateStore, doc: dict[str, Any], volume: str, *, operation: str,
               new_spec: dict[str, Any], old_spec: dict[str, Any] | None) -> dict[str, Any]:
     """Install ``volume``'s entry as the trial and record ``ab-update-finalized``. On error: nothing changed
-    except ``lastError``."""
+    except ``lastError``. The slot must be what its record says: staged (an update) or committed (a rollback)
+    with ``new_spec``, and its marker must agree, or no entry is written for it."""
     hc = parse_host_config(new_spec, "host configuration")
+    want = (slots.STAGED,) if operation == "ab-update" else (slots.COMMITTED,)
     try:
+        slots.check_record(doc, volume, new_spec, want)
         backend, name, esp_mp = backend_for(env, hc, (doc.get("boot") or {}).get("backend"))
         dev, puuid = _slot_root_partition(doc, hc, volume, env.runner)
         previous = backend.booted_entry()
@@ -134,11 +137,19 @@ def switch_to(env: ServicingEnv, store: state.StateStore, doc: dict[str, Any], v
         cmdline = entry_cmdline(env.machine.cmdline_words(), extra_cmdline(old_spec), extra_cmdline(new_spec))
         with mounts.mounted(env.runner, mounts.work_dir(f"finalize-{os.path.basename(dev)}"),
                             [(dev, "/", None, "ro")]) as base:
+            slots.check_marker(Target.at(base), doc, volume, new_spec)
             kernel, initrd = find_kernel(Target.at(base))
+            # entries of this slot's earlier content point at what is no longer there
+            stale = [e.id for e in backend.entries() if e.slot == volume and not e.booted]
+            for old in stale:
+                backend.remove_entry(old)
+                checkpoints.reached("boot:stale-entry-removed")
             entry = backend.install_entry(volume, kernel=kernel, initrd=initrd, root_partuuid=puuid,
                                           cmdline=cmdline, version=version, tries=env.tries)
+            checkpoints.reached("boot:entry-installed")
         try:
             make_next(backend, entry)
+            checkpoints.reached("boot:next-set")
         except BootError:
             with contextlib.suppress(BootError):
                 backend.remove_entry(entry)
@@ -169,9 +180,9 @@ def finalize(env: ServicingEnv) -> tuple[str, dict[str, Any]]:
             boot = doc.get("boot") or {}
             msg = f"already finalized: {boot.get('entryId')} ({boot.get('targetVolume')}) boots next"
             return msg, doc
-        if cur != state.AB_UPDATE_STAGED:
-            raise FinalizeError(f"nothing staged to finalize (servicing state {cur}); stage an update first "
-                                "(tether update FILE --allowed-operations stage)")
+        if cur not in transitions.OPERATIONS["finalize"]:
+            raise FinalizeError(f"nothing staged to finalize (servicing state {cur}); "
+                                + transitions.hint("finalize", cur))
         volume = other(doc["abActiveVolume"])
         doc = switch_to(env, store, doc, volume, operation="ab-update", new_spec=doc["spec"], old_spec=doc["specOld"])
     return f"finalized: {doc['boot']['entryId']} ({volume}) boots next, with {env.tries} tries", doc
@@ -226,16 +237,22 @@ def finalize_install(hc: HostConfiguration, env: ServicingEnv) -> tuple[str, dic
             if cur != state.CLEAN_INSTALL_STAGED:
                 raise FinalizeError(f"nothing staged to finalize (servicing state {cur} on the new disk)")
             try:
+                if Layout(hc).pairs:
+                    slots.check_record(doc, VOLUME_A, doc["spec"], (slots.STAGED,))
+                slots.check_marker(new_root, doc, VOLUME_A, doc["spec"])
                 backend, name = _install_backend(env, new_root, new_root.path(esp_mp))
                 kernel, initrd = find_kernel(new_root)
                 cmdline = entry_cmdline([], [], extra_cmdline(doc["spec"]), carry=False)
                 puuid = doc["partitionUuids"][layout.partition_for(root_id, VOLUME_A)]
                 entry = backend.install_entry(VOLUME_A, kernel=kernel, initrd=initrd, root_partuuid=puuid,
                                               cmdline=cmdline, version=next_version(store, backend), tries=0)
+                checkpoints.reached("boot:entry-installed")
                 try:
                     make_next(backend, entry)
+                    checkpoints.reached("boot:next-set")
                     firmware = _firmware_entry(env, name, layout.device(esp_id, VOLUME_A),
                                                doc["partitionUuids"].get(layout.partition_for(esp_id, VOLUME_A)))
+                    checkpoints.reached("boot:firmware-entry")
                 except BootError:
                     with contextlib.suppress(BootError):
                         backend.remove_entry(entry)

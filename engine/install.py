@@ -11,7 +11,19 @@ import logging
 import os
 from dataclasses import dataclass
 
-from tether.engine import blockdev, checkpoints, filesystems, images, mounts, osconfig, partitioning, scripts, state
+from tether.engine import (
+    blockdev,
+    checkpoints,
+    filesystems,
+    images,
+    mounts,
+    osconfig,
+    partitioning,
+    preflight,
+    scripts,
+    slots,
+    state,
+)
 from tether.engine.hostcheck import datastore_path, filesystem_for_path
 from tether.engine.hostconfig import HostConfiguration, to_data
 from tether.engine.layout import VOLUME_A, Layout, new_fs_type
@@ -24,6 +36,7 @@ LOG = logging.getLogger(__name__)
 
 
 CLEAN_INSTALL = "clean-install"
+GENERATION = 1  # slot A's content at install; each staging records a newer one
 
 
 class InstallError(TetherError):
@@ -50,9 +63,18 @@ def install(hc: HostConfiguration, runner: Runner, opts: InstallOptions) -> dict
             raise InstallError(f"storage.disks: {d.device} is not a block device")
         blockdev.check_disk_free(real, opts.allow_root_disk)
         devices[d.id] = real
+    # check before you break: everything below is read-only, and preServicing scripts run only once it passed
+    planned = preflight.planned_partition_sizes(hc, devices)
     net = {"timeout": opts.net_timeout, "retries": float(opts.net_retries)}
     info = images.probe(hc.image, **net) if hc.image else None
     layout = Layout(hc)
+    if hc.image is not None and info is not None:
+        wanted = {fs.mount.path: planned[layout.partition_for(fs.device_id, VOLUME_A)]
+                  for fs in hc.storage.filesystems
+                  if fs.source == "image" and fs.mount and fs.device_id and info.provides(fs.mount.path)}
+        preflight.check_fits(preflight.image_sizes(info, hc.image, net), wanted, hc.image.url)
+        if info.metadata is None:
+            preflight.verify_hash(hc.image, net)
     checkpoints.reached("install:checked")
     installer = Target.at("/")
     scripts.run_stage(scripts.PRE_SERVICING, hc.scripts.pre_servicing, servicing_type=CLEAN_INSTALL, runner=runner,
@@ -86,18 +108,28 @@ def install(hc: HostConfiguration, runner: Runner, opts: InstallOptions) -> dict
     checkpoints.reached("install:formatted")
 
     if hc.image is not None and targets:
-        deployed = images.deploy(hc.image, targets, discard=opts.discard, progress=opts.progress, **net)
+        try:
+            deployed = images.deploy(hc.image, targets, discard=opts.discard, progress=opts.progress, **net)
+        except TetherError:
+            # whatever was written is not to be trusted: it must not look like a filesystem anyone mounts
+            for dev in targets.values():
+                try:
+                    filesystems.wipe_signatures(runner, dev)
+                except TetherError as e:
+                    LOG.warning("%s", e)
+            raise
         for dep in deployed:
             fstype = dep.fs_type or filesystems.probe(runner, dep.device).get("TYPE", "")
             filesystems.check_and_grow(runner, dep.device, fstype)
     checkpoints.reached("install:imaged")
 
     ds = datastore_path(hc)
+    spec = to_data(hc)
     # Only the new root and the datastore's filesystem are mounted: nothing else is written now (the ESP is the
     # bootloader step's), and the installer's kernel may lack drivers (vfat) the target's has.
     holder = filesystem_for_path(hc, ds)
-    wanted = {"/"} | ({holder[1].mount.path} if holder and holder[1].mount else set())
-    entries = [(d, mp, t, "") for d, mp, t, _o in mount_entries(runner, layout, VOLUME_A) if mp in wanted]
+    wanted_mounts = {"/"} | ({holder[1].mount.path} if holder and holder[1].mount else set())
+    entries = [(d, mp, t, "") for d, mp, t, _o in mount_entries(runner, layout, VOLUME_A) if mp in wanted_mounts]
     base = mounts.work_dir("install-" + os.path.basename(devices[hc.storage.disks[0].id]))
     with mounts.mounted(runner, base, entries):
         root = Target.at(base)
@@ -112,17 +144,19 @@ def install(hc: HostConfiguration, runner: Runner, opts: InstallOptions) -> dict
         scripts.run_stage(scripts.POST_CONFIGURE, hc.scripts.post_configure, servicing_type=CLEAN_INSTALL,
                           runner=runner, servicing_root=installer, new_root=root)
         state.write_pointer(root, ds)
+        slots.write_marker(root, VOLUME_A, spec, GENERATION)
+        os.sync()
         checkpoints.reached("install:configured")
         with state.StateStore(root.path(ds)) as store:
             doc = state.empty_status()
             doc.update({
                 "servicingState": state.CLEAN_INSTALL_STAGED,
-                "spec": to_data(hc),
+                "spec": spec,
                 "abActiveVolume": VOLUME_A if layout.pairs else None,
                 "disks": devices,
                 "partitionPaths": dict(layout.devices),
                 "partitionUuids": dict(layout.partuuids),
-                "slots": {VOLUME_A: {"state": "staged"}} if layout.pairs else {},
+                "slots": {VOLUME_A: slots.record(slots.STAGED, spec, GENERATION)} if layout.pairs else {},
             })
             store.record(doc, "clean-install-staged")
     checkpoints.reached("install:recorded")

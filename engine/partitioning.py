@@ -9,9 +9,14 @@ from tether.engine import blockdev
 from tether.engine.hostconfig import Disk
 from tether.engine.parttypes import type_guid
 from tether.engine.sizes import parse_size
+from tether.errors import TetherError
 from tether.runner import Runner
 
 ALIGN = 1 << 20  # first partition at 1 MiB, every partition aligned to 1 MiB
+
+
+class LayoutFitError(TetherError):
+    """The partitions the host configuration asks for do not fit the disk."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,29 @@ def sfdisk_script(disk: Disk, disk_size: int) -> tuple[str, list[tuple[str, str]
         lines.append(", ".join(fields))
         assigned.append((part.id, puuid))
     if offset + ALIGN > disk_size:
-        raise ValueError(f"{disk.device}: the partitions need {offset + ALIGN} bytes but the disk has {disk_size}")
+        raise LayoutFitError(f"storage.disks[{disk.id}]: the partitions need {_mib(offset + ALIGN)} (with 1 MiB "
+                             f"alignment and the backup GPT) but {disk.device} has {_mib(disk_size)}")
     return "\n".join(lines) + "\n", assigned
+
+
+def planned_sizes(disk: Disk, disk_size: int) -> dict[str, int]:
+    """Partition id -> size in bytes the partitioning will give it (a growing partition: up to the backup GPT).
+    Raises LayoutFitError when the layout does not fit: checked before anything is written."""
+    sfdisk_script(disk, disk_size)
+    out: dict[str, int] = {}
+    offset = ALIGN
+    for part in disk.partitions:
+        if part.size == "grow":
+            out[part.id] = (disk_size - ALIGN - offset) // ALIGN * ALIGN
+        else:
+            size = (parse_size(part.size) + ALIGN - 1) // ALIGN * ALIGN
+            out[part.id] = size
+            offset += size
+    return out
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
 
 
 def partition(runner: Runner, disk: Disk, device: str) -> list[PartitionResult]:

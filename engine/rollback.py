@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tether.engine import state
+from tether.engine import state, transitions
 from tether.engine.finalize import ServicingEnv, switch_to
 from tether.engine.layout import other
 from tether.errors import TetherError
@@ -21,9 +21,10 @@ class RollbackError(TetherError):
 
 def rollback_target(store: state.StateStore, doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """(volume, its committed configuration), or RollbackError saying why there is none."""
-    cur = doc["servicingState"]
-    if cur != state.PROVISIONED:
-        raise RollbackError(f"cannot roll back in servicing state {cur}: finish or cancel the servicing first")
+    try:
+        transitions.require("rollback", doc["servicingState"])
+    except transitions.TransitionError as e:
+        raise RollbackError(str(e)) from None
     active = doc.get("abActiveVolume")
     if active not in ("volume-a", "volume-b"):
         raise RollbackError("this host has no A/B volumes to roll back between")

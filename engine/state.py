@@ -8,28 +8,30 @@ is not an A/B volume; each slot's ``/etc/tether/engine.json`` says where.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
 
+from tether.engine import checkpoints, transitions
 from tether.engine.hostcheck import DEFAULT_DATASTORE
 from tether.errors import TetherError
 from tether.target import Target
 
 POINTER = "/etc/tether/engine.json"
 
-# Trident's servicing state names.
-NOT_PROVISIONED = "not-provisioned"
-CLEAN_INSTALL_STAGED = "clean-install-staged"
-CLEAN_INSTALL_FINALIZED = "clean-install-finalized"
-AB_UPDATE_STAGED = "ab-update-staged"
-AB_UPDATE_FINALIZED = "ab-update-finalized"
-AB_UPDATE_HEALTH_CHECK_FAILED = "ab-update-health-check-failed"
-PROVISIONED = "provisioned"
-STATES = (NOT_PROVISIONED, CLEAN_INSTALL_STAGED, CLEAN_INSTALL_FINALIZED, AB_UPDATE_STAGED, AB_UPDATE_FINALIZED,
-          AB_UPDATE_HEALTH_CHECK_FAILED, PROVISIONED)
+# Trident's servicing state names; the transitions between them are engine/transitions.py's.
+NOT_PROVISIONED = transitions.NOT_PROVISIONED
+CLEAN_INSTALL_STAGED = transitions.CLEAN_INSTALL_STAGED
+CLEAN_INSTALL_FINALIZED = transitions.CLEAN_INSTALL_FINALIZED
+AB_UPDATE_STAGED = transitions.AB_UPDATE_STAGED
+AB_UPDATE_FINALIZED = transitions.AB_UPDATE_FINALIZED
+AB_UPDATE_HEALTH_CHECK_FAILED = transitions.AB_UPDATE_HEALTH_CHECK_FAILED
+PROVISIONED = transitions.PROVISIONED
+STATES = transitions.STATES
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS host_status (
@@ -73,12 +75,23 @@ class StateStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # the full host configuration and image URLs (which may carry tokens) are in here: 0600, and so are
+        # the journal files SQLite creates beside it (they take the database's mode)
+        old = os.umask(0o077)
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as e:
             raise StateError(f"servicing datastore {self.path}: {e}") from None
+        finally:
+            os.umask(old)
+        try:
+            if stat.S_IMODE(os.stat(self.path).st_mode) != 0o600:
+                os.chmod(self.path, 0o600)  # a datastore written before this rule
+        except OSError as e:
+            if e.errno != errno.EROFS:  # read-only: reading it changes nothing
+                raise StateError(f"servicing datastore {self.path}: {e.strerror}") from None
 
     def close(self) -> None:
         self._db.close()
@@ -97,9 +110,18 @@ class StateStore:
         return doc
 
     def record(self, doc: dict[str, Any], event: str) -> dict[str, Any]:
+        """Append ``doc`` as the new host status; ``event`` must be an edge of the transition table from the
+        current state to ``doc``'s."""
         state = doc.get("servicingState")
         if state not in STATES:
             raise StateError(f"unknown servicing state {state!r}")
+        transitions.check_event(event, self.current()["servicingState"], str(state))
+        self._append(doc, event)
+        checkpoints.reached(f"state:{event}")
+        return doc
+
+    def _append(self, doc: dict[str, Any], event: str) -> None:
+        state = str(doc.get("servicingState"))
         text = json.dumps(doc, sort_keys=True)
         try:
             self._db.execute("BEGIN IMMEDIATE")
@@ -110,7 +132,6 @@ class StateStore:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise StateError(f"servicing datastore {self.path}: {e}") from None
-        return doc
 
     def update(self, event: str, **changes: Any) -> dict[str, Any]:
         doc = self.current()

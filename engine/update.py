@@ -13,7 +13,18 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from tether.engine import checkpoints, filesystems, images, mounts, osconfig, scripts, state
+from tether.engine import (
+    checkpoints,
+    filesystems,
+    images,
+    mounts,
+    osconfig,
+    preflight,
+    scripts,
+    slots,
+    state,
+    transitions,
+)
 from tether.engine.hostcheck import datastore_path, filesystem_for_path
 from tether.engine.hostconfig import HostConfiguration, parse_host_config, to_data
 from tether.engine.install import fstab_entries
@@ -61,34 +72,31 @@ def stage(hc: HostConfiguration, runner: Runner, root: Target, opts: UpdateOptio
         status = store.current()
         cur = status["servicingState"]
         new_spec = to_data(hc)
+        try:
+            transitions.require("stage", cur)
+        except transitions.TransitionError as e:
+            raise UpdateError(str(e)) from None
+        active = status.get("abActiveVolume")
         if cur == state.AB_UPDATE_STAGED:
-            if status["spec"] == new_spec:
+            if status["spec"] == new_spec and _holds(status, other(str(active)), new_spec):
                 return "already staged", status
             installed = status["specOld"]
-        elif cur == state.PROVISIONED:
-            installed = status["spec"]
         else:
-            raise UpdateError(f"cannot stage an update in servicing state {cur!r}" + {
-                state.NOT_PROVISIONED: ": this host was not installed by tether",
-                state.CLEAN_INSTALL_STAGED: ": finalize and boot the clean install first",
-                state.CLEAN_INSTALL_FINALIZED: ": the clean install has not committed yet (reboot into it)",
-                state.AB_UPDATE_FINALIZED: ": an update is finalized and waits for its reboot and commit",
-                state.AB_UPDATE_HEALTH_CHECK_FAILED: ": the last update failed its health checks; reboot into "
-                                                     "the previous slot first",
-            }.get(cur, ""))
+            installed = status["spec"]
         kind = servicing_type(installed, new_spec)
         if kind == NO_OP:
             if cur == state.AB_UPDATE_STAGED:
                 # asking for the running configuration again cancels the pending staged update
+                slot = {**(status["slots"].get(other(str(active))) or {}), "state": slots.CANCELLED,
+                        "at": state.now()}
                 store.update("staging-cancelled", servicingState=state.PROVISIONED, spec=installed, specOld=None,
-                             slots={**status["slots"], other(status["abActiveVolume"]): {"state": "cancelled"}})
+                             slots={**status["slots"], other(str(active)): slot})
                 return "cancelled the staged update (the requested configuration is the running one)", store.current()
             return "nothing to do: the requested configuration is the installed one", status
         installed_hc = parse_host_config(installed, "installed host configuration")
         layout = Layout(installed_hc)
         if not layout.pairs:
             raise UpdateError("storage.abUpdate: this host has no A/B volume pairs, so it cannot be A/B updated")
-        active = status.get("abActiveVolume")
         if active not in ("volume-a", "volume-b"):
             raise UpdateError(f"the servicing state does not say which volume is active ({active!r})")
         inactive = other(active)
@@ -98,29 +106,46 @@ def stage(hc: HostConfiguration, runner: Runner, root: Target, opts: UpdateOptio
                 raise UpdateError(f"partition {pid!r} (PARTUUID {puuid}) is not present on this host")
             layout.devices[pid] = dev
             layout.partuuids[pid] = puuid
+        if status.get("staging"):
+            was = status["staging"]
+            LOG.warning("an earlier %s into %s was interrupted at step %s (started %s); starting over",
+                        was.get("operation"), was.get("targetVolume"), was.get("step"), was.get("startedAt"))
+        # check before you break: the image is reachable, pinned and fits, before scripts run or a byte is written
+        net = {"timeout": opts.net_timeout, "retries": float(opts.net_retries)}
+        try:
+            plan = _plan(hc, layout, active, inactive, net)
+        except TetherError as e:
+            store.update("image-check-failed", lastError=state.error_record("image", str(e)))
+            raise
         try:
             scripts.run_stage(scripts.PRE_SERVICING, hc.scripts.pre_servicing, servicing_type=AB_UPDATE,
                               runner=runner, servicing_root=root)
         except scripts.ScriptError as e:
             store.update("pre-servicing-failed", lastError=state.error_record("pre-servicing-script", str(e)))
             raise
-        return _stage_into(hc, new_spec, installed, layout, active, inactive, store, runner, root, opts)
+        return _stage_into(hc, new_spec, installed, layout, plan, active, inactive, store, runner, root, opts)
 
 
-def _stage_into(hc: HostConfiguration, new_spec: dict[str, Any], installed: dict[str, Any], layout: Layout,
-                active: str, inactive: str, store: state.StateStore, runner: Runner, root: Target,
-                opts: UpdateOptions) -> tuple[str, dict[str, Any]]:
-    pairs = layout.pairs
-    base_status = store.current()
-    staging = {"operation": AB_UPDATE, "targetVolume": inactive, "step": "writing",
-               "imageUrl": hc.image.url if hc.image else None, "startedAt": state.now()}
-    slots = {**base_status["slots"], inactive: {"state": "writing"}}
-    store.update("staging-started", staging=staging, slots=slots)
-    checkpoints.reached("stage:started")
+def _holds(doc: dict[str, Any], volume: str, spec: dict[str, Any]) -> bool:
+    try:
+        slots.check_record(doc, volume, spec, (slots.STAGED,))
+    except slots.SlotError as e:
+        LOG.warning("%s", e)
+        return False
+    return True
 
-    active_devs = {layout.device(pid, active) for pid in pairs}
-    net = {"timeout": opts.net_timeout, "retries": float(opts.net_retries)}
+
+@dataclass
+class _Plan:
+    info: images.ImageInfo | None
+    targets: dict[str, str]             # mount point -> inactive device the image writes
+    fresh: list[tuple[str, str]]        # (inactive device, fs type) made empty
+
+
+def _plan(hc: HostConfiguration, layout: Layout, active: str, inactive: str, net: dict[str, float]) -> _Plan:
     info = images.probe(hc.image, **net) if hc.image else None
+    pairs = layout.pairs
+    active_devs = {layout.device(pid, active) for pid in pairs}
     targets: dict[str, str] = {}
     fresh: list[tuple[str, str]] = []
     for fs in hc.storage.filesystems:
@@ -136,7 +161,31 @@ def _stage_into(hc: HostConfiguration, new_spec: dict[str, Any], installed: dict
             targets[mp] = dev
         else:
             fresh.append((dev, fs.type or "ext4"))
+    if hc.image is not None and info is not None:
+        from tether.engine.blockdev import size_of
 
+        preflight.check_fits(preflight.image_sizes(info, hc.image, net),
+                             {mp: size_of(dev) for mp, dev in targets.items()}, hc.image.url)
+    return _Plan(info, targets, fresh)
+
+
+def _stage_into(hc: HostConfiguration, new_spec: dict[str, Any], installed: dict[str, Any], layout: Layout,
+                plan: _Plan, active: str, inactive: str, store: state.StateStore, runner: Runner, root: Target,
+                opts: UpdateOptions) -> tuple[str, dict[str, Any]]:
+    pairs = layout.pairs
+    base_status = store.current()
+    generation = len(store.history()) + 1
+    staging = {"operation": AB_UPDATE, "targetVolume": inactive, "step": "writing",
+               "imageUrl": hc.image.url if hc.image else None, "startedAt": state.now(), "pid": os.getpid(),
+               "bootId": _boot_id()}
+    # the slot is untrusted from here until it is recorded as staged; a staged update it held is given up
+    slot_rec = slots.record(slots.WRITING, new_spec, generation)
+    store.record({**base_status, "servicingState": state.PROVISIONED, "spec": installed, "specOld": None,
+                  "staging": staging, "slots": {**base_status["slots"], inactive: slot_rec}}, "staging-started")
+    checkpoints.reached("stage:started")
+
+    targets, fresh = plan.targets, plan.fresh
+    net = {"timeout": opts.net_timeout, "retries": float(opts.net_retries)}
     for dev in [*targets.values(), *(d for d, _t in fresh)]:
         mounts.release(runner, dev)
     try:
@@ -159,7 +208,10 @@ def _stage_into(hc: HostConfiguration, new_spec: dict[str, Any], installed: dict
         if filesystems.probe(runner, dep.device).get("UUID") == filesystems.probe(runner, active_dev).get("UUID"):
             LOG.info("%s has the active slot's filesystem UUID; giving it a new one", dep.device)
             filesystems.new_uuid(runner, dep.device, fstype)
-    store.update("staging-written", staging={**staging, "step": "configuring"})
+    doc = store.current()
+    store.update("staging-written", staging={**staging, "step": "configuring"},
+                 slots={**doc["slots"], inactive: {**slot_rec, "state": slots.WRITTEN, "verified": True,
+                                                   "at": state.now()}})
     checkpoints.reached("stage:resized")
 
     ds = datastore_path(hc)
@@ -173,6 +225,8 @@ def _stage_into(hc: HostConfiguration, new_spec: dict[str, Any], installed: dict
     base = mounts.work_dir("stage-" + os.path.basename(layout.device(_device_id_for_mount(hc, "/"), inactive)))
     with mounts.mounted(runner, base, entries):
         new_root = Target.at(base)
+        # a marker left by the image or an earlier staging must not vouch for this content while it is written
+        new_root.remove(slots.MARKER)
         for fs in hc.storage.filesystems:
             if fs.mount and fs.mount.path != "/":
                 new_root.makedirs(fs.mount.path)
@@ -192,22 +246,35 @@ def _stage_into(hc: HostConfiguration, new_spec: dict[str, Any], installed: dict
             category = "script" if isinstance(e, scripts.ScriptError) else "os-configuration"
             doc = store.current()
             store.update("staging-failed", staging=None, lastError=state.error_record(category, str(e)),
-                         slots={**doc["slots"], inactive: {"state": "bad", "reason": str(e), "at": state.now()}})
+                         slots={**doc["slots"], inactive: {**slot_rec, "state": slots.BAD, "reason": str(e),
+                                                           "at": state.now()}})
             raise
         state.write_pointer(new_root, ds)
+        # the last write into the slot: from here on it vouches for this configuration
+        slots.write_marker(new_root, inactive, new_spec, generation)
         checkpoints.reached("stage:configured")
+    os.sync()  # the slot is unmounted; its marker and files are on the disk before the record says staged
     doc = store.current()
     doc.update({
         "servicingState": state.AB_UPDATE_STAGED,
         "spec": new_spec,
         "specOld": installed,
         "staging": None,
-        "slots": {**doc["slots"], inactive: {"state": "staged", "stagedAt": state.now()}},
+        "slots": {**doc["slots"], inactive: {**slot_rec, "state": slots.STAGED, "verified": True,
+                                             "stagedAt": state.now(), "at": state.now()}},
         "lastError": None,
     })
     store.record(doc, "ab-update-staged")
     checkpoints.reached("stage:recorded")
     return f"staged into {inactive}", doc
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def _device_id_for_mount(hc: HostConfiguration, mount_point: str) -> str:
@@ -225,5 +292,6 @@ def _mark_bad(store: state.StateStore, runner: Runner, volume: str, devices: lis
         except TetherError as e:  # the record below still marks the slot bad
             LOG.warning("%s", e)
     doc = store.current()
+    rec = {**(doc["slots"].get(volume) or {}), "state": slots.BAD, "reason": message, "at": state.now()}
     store.update("staging-failed", staging=None, lastError=state.error_record(category, message),
-                 slots={**doc["slots"], volume: {"state": "bad", "reason": message, "at": state.now()}})
+                 slots={**doc["slots"], volume: rec})

@@ -232,7 +232,8 @@ def test_install_and_update_apply_os_and_run_scripts(loopdisk: LoopDisk, acct_im
     # the installed slot booted and committed (the bootloader step's part, simulated)
     with mounted(loopdisk.part(STATE), tmp_path / "st", "rw") as st, \
             state.StateStore(st / "datastore.sqlite") as store:
-        store.update("test-commit", servicingState=state.PROVISIONED)
+        store.update("clean-install-finalized", servicingState=state.CLEAN_INSTALL_FINALIZED)
+        store.update("committed", servicingState=state.PROVISIONED)
     a_before = sha(loopdisk.part(ROOT_A))
     out.write_text("")
 

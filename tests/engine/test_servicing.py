@@ -104,7 +104,8 @@ def commit(disk: LoopDisk, tmp: Path) -> None:
     sh("mount", disk.part(STATE), str(where))
     try:
         with state.StateStore(where / "datastore.sqlite") as store:
-            store.update("test-commit", servicingState=state.PROVISIONED)
+            store.update("clean-install-finalized", servicingState=state.CLEAN_INSTALL_FINALIZED)
+            store.update("committed", servicingState=state.PROVISIONED)
     finally:
         sh("umount", str(where))
 

@@ -18,11 +18,13 @@ from tether.target import Target
 def test_history_is_append_only(tmp_path: Path) -> None:
     with state.StateStore(tmp_path / "ds.sqlite") as store:
         assert store.current()["servicingState"] == "not-provisioned"
-        store.update("installed", servicingState=state.CLEAN_INSTALL_STAGED, spec={"os": {"hostname": "a"}})
+        store.update("clean-install-staged", servicingState=state.CLEAN_INSTALL_STAGED, spec={"os": {"hostname": "a"}})
+        store.update("clean-install-finalized", servicingState=state.CLEAN_INSTALL_FINALIZED)
         store.update("committed", servicingState=state.PROVISIONED, abActiveVolume="volume-a")
-        store.update("staged", servicingState=state.AB_UPDATE_STAGED, spec={"os": {"hostname": "b"}},
+        store.update("ab-update-staged", servicingState=state.AB_UPDATE_STAGED, spec={"os": {"hostname": "b"}},
                      specOld={"os": {"hostname": "a"}})
-        assert [h["event"] for h in store.history()] == ["installed", "committed", "staged"]
+        assert [h["event"] for h in store.history()] == ["clean-install-staged", "clean-install-finalized",
+                                                         "committed", "ab-update-staged"]
         chain = store.rollback_chain()
         assert [c["spec"] for c in chain] == [{"os": {"hostname": "a"}}]
         with pytest.raises(state.StateError):
@@ -46,7 +48,7 @@ def test_get_reads_the_store_the_pointer_names(tmp_path: Path, capsys: pytest.Ca
     root = Target.at(tmp_path)
     state.write_pointer(root, "/data/ds.sqlite")
     with state.StateStore(root.path("/data/ds.sqlite")) as store:
-        store.update("x", servicingState=state.PROVISIONED, spec={"os": {"hostname": "h"}},
+        store.update("adopted", servicingState=state.PROVISIONED, spec={"os": {"hostname": "h"}},
                      lastError=state.error_record("image-hash-mismatch", "bad bytes"))
     args = _cli(["--root", str(tmp_path), "get", "last-error", "--format", "json"])
     assert args.func(args) == 0
