@@ -15,7 +15,6 @@ UNSUPPORTED: dict[str, tuple[str, ...]] = {
     "grub_dpkg": ("grub_dpkg", "grub-dpkg"),
     "install_hotplug": ("updates",),
     "landscape": ("landscape",),
-    "lxd": ("lxd",),
     "mcollective": ("mcollective",),
     "puppet": ("puppet",),
     "reset_rmc": (),
