@@ -17,12 +17,6 @@ if TYPE_CHECKING:
     from tether.stages import Env
 
 LOG = log.get(__name__)
-INCLUDE_TIMEOUT = 10.0
-
-
-def _fetch(url: str) -> bytes:
-    from tether.http import request
-    return request(url, timeout=INCLUDE_TIMEOUT, retries=2).body
 
 
 def process_userdata(env: Env, inst: InstanceData, status: StageStatus) -> dict[str, Any]:
@@ -41,7 +35,12 @@ def process_userdata(env: Env, inst: InstanceData, status: StageStatus) -> dict[
     doc = instmod.instance_data_doc(inst, None, system_cfg=env.system_config,
                                     os_release_text=instmod.read_os_release(env.target))
     env.target.makedirs(f"{idir}/urlcache", mode=0o700)
-    processed = process(inst.userdata, inst.vendordata, instance_data=doc, fetch=_fetch,
+    from tether.userdata.include import Fetcher
+    fetch = Fetcher(env.system_config.get("include"))
+    for p in fetch.problems:
+        LOG.warning("%s", p)
+        status.recoverable_error(p)
+    processed = process(inst.userdata, inst.vendordata, instance_data=doc, fetch=fetch,
                         vendor_enabled=vendor_enabled, include_once_cache=env.target.path(f"{idir}/urlcache"))
     for w in processed.warnings:
         LOG.warning("user-data: %s", w)

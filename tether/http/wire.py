@@ -10,8 +10,6 @@ the server closes); nothing here buffers more than one read.
 from __future__ import annotations
 
 import socket
-import ssl
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +53,8 @@ def _addresses(host: str, port: int, deadline: float) -> list[tuple[int, tuple[s
         except OSError as e:
             box.append(e)
 
+    import threading
+
     t = threading.Thread(target=lookup, name="tether-dns", daemon=True)
     t.start()
     t.join(_left(deadline, f"resolving {host}"))
@@ -96,6 +96,8 @@ def open_socket(target: Target, deadline: float) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if target.scheme != "https":
         return sock
+    import ssl  # here: most requests (metadata) are plain http, and ssl costs at import
+
     ctx = ssl.create_default_context()      # certificate and host name verified; never turned off
     try:
         tls = ctx.wrap_socket(sock, server_hostname=target.host, do_handshake_on_connect=False)

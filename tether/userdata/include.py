@@ -4,13 +4,21 @@ An include list has one URL per line; ``#`` lines are comments, except that a li
 switches the following URLs to fetch-once and ``#include`` switches back (a URL may follow on the same line).
 Include-once content is fetched on the first boot of an instance and re-read from the cache after that, so a
 one-time URL (a pre-signed link, a token) keeps working on reboots.
+
+Fetching (``Fetcher``) goes through the one HTTP client, bounded by the system config's ``include`` section:
+``timeout`` (10 s per try for the headers, as much again for the body), ``retries`` (2), ``max_wait`` (60 s for
+all the includes of one user-data together) and ``max_bytes`` (16 MiB per included document).
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+DEFAULTS = {"timeout": 10.0, "retries": 2, "max_wait": 60.0, "max_bytes": 16 * 1024 * 1024}
 
 
 def parse(text: str, *, once: bool = False) -> list[tuple[str, bool]]:
@@ -32,18 +40,40 @@ def parse(text: str, *, once: bool = False) -> list[tuple[str, bool]]:
 
 
 def redact_url(url: str) -> str:
-    """The URL without user:password and query string, which often carry tokens."""
-    from urllib.parse import urlsplit, urlunsplit
+    """The URL without user:password and query string, which often carry tokens (the HTTP client's rule)."""
+    from tether.http.urls import redact_url as redact
 
-    try:
-        s = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    host = s.hostname or ""
-    if s.port:
-        host = f"{host}:{s.port}"
-    tail = "?…" if s.query else ""
-    return urlunsplit((s.scheme, host, s.path, "", "")) + tail
+    return redact(url)
+
+
+class Fetcher:
+    """``#include`` fetching with the bounds of the system config's ``include`` section (module docstring)."""
+
+    def __init__(self, settings: object = None) -> None:
+        """``settings``: the system config's ``include`` section. A bad value is reported in ``problems`` and
+        its default used: a typo in a bound must not stop the user-data."""
+        self.problems: list[str] = []
+        given: Mapping[str, Any] = {}
+        if isinstance(settings, Mapping):
+            given = settings
+        elif settings is not None:
+            self.problems.append(f"system config include: expected a mapping, got {type(settings).__name__}; "
+                                 "the default bounds are used")
+        self.limits: dict[str, float] = {}
+        for key, default in DEFAULTS.items():
+            v = given.get(key, default)
+            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+                self.problems.append(f"system config include.{key}: expected a non-negative number, got "
+                                     f"{type(v).__name__}; using {default}")
+                v = default
+            self.limits[key] = float(v)
+        self.deadline = time.monotonic() + self.limits["max_wait"]
+
+    def __call__(self, url: str) -> bytes:
+        from tether.http import request
+
+        return request(url, timeout=self.limits["timeout"], retries=int(self.limits["retries"]),
+                       deadline=self.deadline, max_body=int(self.limits["max_bytes"])).body
 
 
 class IncludeCache(Protocol):
