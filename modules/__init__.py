@@ -9,6 +9,7 @@ import importlib
 from types import ModuleType
 
 REGISTERED: tuple[str, ...] = (
+    "ansible",
     "apt_configure",
     "apt_pipelining",
     "bootcmd",
@@ -55,6 +56,7 @@ REGISTERED: tuple[str, ...] = (
 # has nothing to do without importing it (imports cost ~12x under TCG). Mirrors each module's KEYS and
 # RUN_WITHOUT_KEYS; tests/core/test_registry.py keeps the two in step.
 ACTIVATED_BY: dict[str, tuple[str, ...] | None] = {
+    "ansible": ("ansible",),
     "apt_configure": ("apt",),
     "apt_pipelining": ("apt_pipelining",),
     "bootcmd": ("bootcmd",),

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 UNSUPPORTED: dict[str, tuple[str, ...]] = {
-    "ansible": ("ansible",),
     "apk_configure": ("apk_repos",),
     "chef": ("chef",),
     "fan": ("fan",),
