@@ -1,35 +1,45 @@
 """Where image bytes come from: ``file://`` paths and ``http(s)://`` URLs read as a resumable byte stream.
 
-An HTTP stream that breaks (connection dropped, stalled past the read timeout, ended short of its
-Content-Length) is reopened with a ``Range`` request from the byte where it stopped, guarded by ``If-Range`` so a
-file replaced on the server is not spliced. Retries are bounded: ``retries`` reconnects in a row without new
-bytes, and an overall ``deadline``. TLS certificates are always verified (urllib's default context).
+HTTP goes through the one client (``tether.http.Stream``): connect, TLS and the response headers within
+``timeout``, then the body must bring at least ``min_rate`` bytes a second over every ``timeout``-long stretch,
+so a server that drips cannot hold a download forever. A stream that breaks (connection dropped, stalled, ended
+short of its Content-Length) is reopened with a ``Range`` request from the byte where it stopped, guarded by
+``If-Range`` so a file replaced on the server is not spliced. Retries are bounded: ``retries`` reconnects in a
+row without new bytes, and an overall ``deadline``. TLS certificates are always verified. Credentials go in
+``headers``; URLs appear in messages redacted (no user:password, no query string).
 
 Both sources can ``seek`` to an absolute offset (a COSI file whose ``metadata.json`` is not at the start is read by
 walking its tar headers): a file seeks, an HTTP source reopens lazily with ``Range: bytes=N-`` on its next read,
 and a server that answers such a request with the whole file raises ``RangeUnsupportedError``.
 
-``tether.http.request`` reads a whole body into memory (capped at 32 MiB), so images use this streaming client.
 """
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from typing import Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from tether.errors import TetherError
 
+if TYPE_CHECKING:
+    from tether.http import Stream
+
 LOG = logging.getLogger(__name__)
+MIN_RATE = 1024               # bytes a second, over every ``timeout``-long stretch of a download
+RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 class ImageSourceError(TetherError):
-    """The image could not be read (not found, refused, broken beyond the retry budget)."""
+    """The image could not be read (not found, refused, broken beyond the retry budget). ``retryable``: a
+    network failure or a 5xx, which a reconnect may get past."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class RangeUnsupportedError(ImageSourceError):
@@ -83,86 +93,111 @@ class FileSource:
 
 class HttpSource:
     def __init__(self, url: str, *, timeout: float = 30.0, retries: int = 5, deadline: float | None = None,
-                 backoff: float = 0.5) -> None:
+                 backoff: float = 0.5, headers: Mapping[str, str] | None = None, min_rate: int = MIN_RATE) -> None:
+        from tether.http import redact_url
+
         self.url = url
+        self.shown = redact_url(url)
         self.timeout = timeout
         self.retries = retries
         self.deadline = deadline
         self.backoff = backoff
+        self.headers = dict(headers or {})
+        self.min_rate = min_rate
         self.offset = 0
         self.size: int | None = None
         self.reconnects = 0
         self._validator: str | None = None
-        self._resp: http.client.HTTPResponse | None = None
+        self._resp: Stream | None = None
         self._open()
 
     def _open(self) -> None:
-        headers = {"User-Agent": "tether-engine", "Accept-Encoding": "identity"}
+        from tether.http import HttpError, Stream
+
+        headers = {"User-Agent": "tether-engine", **self.headers}
         if self.offset:
             headers["Range"] = f"bytes={self.offset}-"
             if self._validator:
                 headers["If-Range"] = self._validator
-        req = urllib.request.Request(self.url, headers=headers)
         try:
-            resp = urllib.request.urlopen(req, timeout=self.timeout)  # noqa: S310 - http(s) only, checked above
-        except urllib.error.HTTPError as e:
-            if e.code == 416 and self.size is not None:
-                raise ImageSourceError(f"{self.url}: server announced {self.size} bytes but has only "
-                                       f"{self.offset} (HTTP 416 on resume)") from None
-            raise ImageSourceError(f"{self.url}: HTTP {e.code} {e.reason}") from None
+            resp = Stream(self.url, headers=headers, timeout=self.timeout, deadline=self.deadline,
+                          min_rate=self.min_rate)
+        except HttpError as e:
+            if e.retryable:
+                raise ImageSourceError(f"{self.shown}: unreachable ({str(e).split(': ', 1)[-1]})", True) from None
+            raise ImageSourceError(str(e)) from None
         status = resp.status
+        if status >= 400:
+            resp.close()
+            if status == 416 and self.size is not None:
+                raise ImageSourceError(f"{self.shown}: server announced {self.size} bytes but has only "
+                                       f"{self.offset} (HTTP 416 on resume)")
+            raise ImageSourceError(f"{self.shown}: HTTP {status}", status in RETRY_STATUSES)
+        if status >= 300:
+            resp.close()
+            raise ImageSourceError(f"{self.shown}: HTTP {status} without a usable Location")
+        if resp.headers.get("content-type", "").split(";", 1)[0].strip().lower() == "text/html":
+            resp.close()
+            raise ImageSourceError(f"{self.shown}: the server answered an HTML page (Content-Type text/html), "
+                                   "not an image")
+        now = resp.headers.get("etag") or resp.headers.get("last-modified")
         if self.offset == 0:
-            length = resp.headers.get("Content-Length")
-            self.size = int(length) if length and length.isdigit() else None
-            now = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+            self.size = resp.length
             if self._validator and now and now != self._validator:  # reopened at 0 (a seek back, a retry)
                 resp.close()
-                raise ImageSourceError(f"{self.url}: the file changed on the server while it was being read "
+                raise ImageSourceError(f"{self.shown}: the file changed on the server while it was being read "
                                        f"({self._validator} became {now})")
             self._validator = now
         elif status == 206:
-            crange = resp.headers.get("Content-Range", "")
+            crange = resp.headers.get("content-range", "")
             start = crange.split(" ", 1)[-1].split("-", 1)[0]
             if not start.isdigit() or int(start) != self.offset:
                 resp.close()
-                raise ImageSourceError(f"{self.url}: resumed at byte {self.offset} but the server answered "
-                                       f"Content-Range {crange!r}")
+                raise ImageSourceError(f"{self.shown}: resumed at byte {self.offset} but the server answered "
+                                       f"Content-Range {crange[:80]!r}")
         else:
-            now = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
             resp.close()
             if status == 200 and (now is None or self._validator is None or now == self._validator):
-                raise RangeUnsupportedError(self.url, self.offset)
-            raise ImageSourceError(f"{self.url}: cannot resume at byte {self.offset}: the server ignored the "
+                raise RangeUnsupportedError(self.shown, self.offset)
+            raise ImageSourceError(f"{self.shown}: cannot resume at byte {self.offset}: the server ignored the "
                                    f"Range request (HTTP {status}) or the file changed")
         self._resp = resp
+
+    def _wait(self, attempt: int) -> None:
+        delay = min(self.backoff * attempt, 5.0)
+        if self.deadline is not None:
+            delay = min(delay, max(0.0, self.deadline - time.monotonic()))
+        time.sleep(delay)
 
     def _reconnect(self, why: str, attempt: int) -> None:
         if self._resp is not None:
             self._resp.close()
             self._resp = None
         if attempt > self.retries:
-            raise ImageSourceError(f"{self.url}: gave up after {self.retries} reconnects without progress at byte "
-                                   f"{self.offset}" + (f" of {self.size}" if self.size else "") + f": {why}")
+            raise ImageSourceError(f"{self.shown}: gave up after {self.retries} reconnects without progress at "
+                                   f"byte {self.offset}" + (f" of {self.size}" if self.size else "") + f": {why}")
         if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise ImageSourceError(f"{self.url}: deadline passed at byte {self.offset}: {why}")
-        LOG.warning("%s: %s at byte %d; resuming (attempt %d of %d)", self.url, why, self.offset, attempt,
+            raise ImageSourceError(f"{self.shown}: deadline passed at byte {self.offset}: {why}")
+        LOG.warning("%s: %s at byte %d; resuming (attempt %d of %d)", self.shown, why, self.offset, attempt,
                     self.retries)
-        time.sleep(min(self.backoff * attempt, 5.0))
+        self._wait(attempt)
         self.reconnects += 1
         while True:
             try:
                 self._open()
                 return
-            except ImageSourceError:
-                raise
-            except (OSError, http.client.HTTPException, urllib.error.URLError) as e:
+            except ImageSourceError as e:
+                if not e.retryable:
+                    raise
                 attempt += 1
-                if attempt > self.retries:
-                    raise ImageSourceError(f"{self.url}: unreachable while resuming at byte {self.offset}: "
-                                           f"{getattr(e, 'reason', e)}") from None
-                time.sleep(min(self.backoff * attempt, 5.0))
+                if attempt > self.retries or (self.deadline is not None and time.monotonic() >= self.deadline):
+                    raise ImageSourceError(f"{self.shown}: while resuming at byte {self.offset}: "
+                                           f"{str(e).split(': ', 1)[-1]}") from None
+                self._wait(attempt)
 
     def readinto(self, buf: memoryview) -> int:
+        from tether.http import HttpError
+
         attempt = 0
         while True:
             if self.size is not None and self.offset >= self.size:
@@ -179,13 +214,10 @@ class HttpSource:
                 if self.size is None:
                     return 0
                 why = f"connection ended early ({self.offset} of {self.size} bytes)"
-            except http.client.IncompleteRead:
-                # bytes already read into the exception are not in buf; resuming at self.offset re-fetches them
-                why = "connection ended early"
-            except TimeoutError:
-                why = f"no data for {self.timeout:g}s"
-            except (OSError, http.client.HTTPException) as e:
-                why = f"connection error ({e})"
+            except HttpError as e:
+                if not e.retryable:
+                    raise ImageSourceError(str(e)) from None
+                why = str(e).split(": ", 1)[-1]
             attempt += 1
             self._reconnect(why, attempt)
 
@@ -202,15 +234,15 @@ class HttpSource:
             self._resp = None
 
 
-def open_source(url: str, *, timeout: float = 30.0, retries: int = 5, deadline: float | None = None) -> Source:
+def open_source(url: str, *, timeout: float = 30.0, retries: int = 5, deadline: float | None = None,
+                headers: Mapping[str, str] | None = None, min_rate: int = MIN_RATE) -> Source:
+    """``headers`` carry credentials (never put them in the URL: URLs are logged, redacted as they may be)."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise ImageSourceError(f"{url}: file:// URLs must name a local path (file:///path)")
         return FileSource(url, urllib.parse.unquote(parsed.path))
     if parsed.scheme in ("http", "https"):
-        try:
-            return HttpSource(url, timeout=timeout, retries=retries, deadline=deadline)
-        except (OSError, http.client.HTTPException, urllib.error.URLError) as e:
-            raise ImageSourceError(f"{url}: unreachable ({getattr(e, 'reason', e)})") from None
+        return HttpSource(url, timeout=timeout, retries=retries, deadline=deadline, headers=headers,
+                          min_rate=min_rate)
     raise ImageSourceError(f"{url}: unsupported URL scheme {parsed.scheme!r} (file, http, https)")
