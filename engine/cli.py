@@ -1,5 +1,6 @@
 """The engine's verbs: ``validate``, ``install``, ``update``, ``commit``, ``rollback``, ``get``. ``add_parsers``
-hangs them on tether's CLI."""
+hangs them on tether's CLI. Trident's options carry over: ``-s/--status FILE`` and ``-e/--error FILE`` (the host
+status, and a fatal error, as YAML), ``-v/--verbosity LEVEL``, ``get -o FILE``, ``rollback --ab/--runtime``."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 DEFAULT_CONFIG = "/etc/tether/host-configuration.yaml"
+TRIDENT_CONFIG = "/etc/trident/config.yaml"  # Trident's default, used when tether's own is absent
 OPERATIONS = ("stage", "finalize")
-GET_WHAT = ("status", "configuration", "last-error", "rollback-chain", "update-check")
+GET_WHAT = ("status", "configuration", "last-error", "rollback-chain", "rollback-target", "update-check")
+# Trident's level names (Rust's log::LevelFilter); "trace" is below debug
+VERBOSITY = {"off": logging.CRITICAL + 10, "error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO,
+             "debug": logging.DEBUG, "trace": 5}
 BOOT_LOADERS = ("auto", "systemd-boot", "grub", "uefi", "fake")
 LOG = logging.getLogger("tether.engine")
 
@@ -28,10 +34,31 @@ def _boot_args(p: Any, reboot: bool = True) -> None:
     p.add_argument("--machine-root", default="/", help=argparse.SUPPRESS)
 
 
+def _verbosity(value: str) -> str:
+    if value.lower() not in VERBOSITY:
+        raise argparse.ArgumentTypeError(f"unknown level {value!r}; use one of {', '.join(VERBOSITY)}")
+    return value.lower()
+
+
+def _common(p: Any, func: Callable[[argparse.Namespace], int], outputs: bool = True) -> None:
+    """-v on every engine verb; -s/-e on the servicing verbs (as Trident has them)."""
+    p.add_argument("-v", "--verbosity", type=_verbosity, default=None, metavar="LEVEL",
+                   help="log level on stderr: off, error, warn, info, debug, trace (default: warn; debug with "
+                        "--debug)")
+    if outputs:
+        p.add_argument("-s", "--status", metavar="FILE", default=None,
+                       help="write the resulting host status to FILE (YAML), also when the command fails")
+        p.add_argument("-e", "--error", metavar="FILE", default=None,
+                       help="write a fatal error to FILE (YAML); nothing is written when the command succeeds")
+    p.set_defaults(func=_run(func, outputs))
+
+
 def add_parsers(subparsers: Any) -> None:
     p = subparsers.add_parser("validate", help="check a host configuration offline")
-    p.add_argument("file", help="host configuration (YAML)")
-    p.set_defaults(func=cmd_validate)
+    p.add_argument("file", nargs="?", default=None,
+                   help=f"host configuration (default: {DEFAULT_CONFIG}, else Trident's {TRIDENT_CONFIG}, in the "
+                        "target root)")
+    _common(p, cmd_validate, outputs=False)
 
     for verb, helptext in (("install", "clean install onto the disks the host configuration names"),
                            ("update", "stage (and finalize) an A/B update of this host")):
@@ -60,22 +87,27 @@ def add_parsers(subparsers: Any) -> None:
             p.add_argument("--no-firmware-entry", action="store_true",
                            help="do not register the new disk's boot loader in the firmware's boot entries "
                                 "(preparing a disk for another machine)")
-        p.set_defaults(func=cmd_install if verb == "install" else cmd_update)
+        _common(p, cmd_install if verb == "install" else cmd_update)
 
     p = subparsers.add_parser("commit", help="commit a finalized update after its reboot (run at every boot)")
     _boot_args(p)
-    p.set_defaults(func=cmd_commit)
+    _common(p, cmd_commit)
 
     p = subparsers.add_parser("rollback", help="boot the other A/B slot again (its committed image)")
     _boot_args(p)
     p.add_argument("--check", action="store_true", help="only say whether a rollback is possible (exit 0/1)")
     p.add_argument("--tries", type=int, default=3, help="boot tries for the rolled-back slot (default 3)")
-    p.set_defaults(func=cmd_rollback)
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--ab", action="store_true", help="the A/B rollback (tether's only kind; the default)")
+    kind.add_argument("--runtime", action="store_true",
+                      help="a runtime rollback: refused, tether makes no runtime updates to roll back")
+    _common(p, cmd_rollback)
 
     p = subparsers.add_parser("get", help="print the servicing state")
     p.add_argument("what", nargs="?", default="status", choices=GET_WHAT)
     p.add_argument("--format", choices=("yaml", "json"), default="yaml")
-    p.set_defaults(func=cmd_get)
+    p.add_argument("-o", "--outfile", metavar="FILE", default=None, help="write to FILE instead of stdout")
+    _common(p, cmd_get, outputs=False)
 
 
 def _operations(value: str) -> tuple[str, ...]:
@@ -104,33 +136,113 @@ def _load(path: str, args: argparse.Namespace) -> Any:
     return load_host_config(text, path)
 
 
-def _report(e: Exception) -> int:
-    from tether.errors import ConfigErrors
+def _report(e: Exception, args: argparse.Namespace | None = None) -> int:
+    """Print the error (one line per configuration problem), and write it to ``--error FILE`` when given."""
+    from tether.errors import ConfigError, ConfigErrors
 
     if isinstance(e, ConfigErrors):
         for x in e.errors:
             _err(str(x))
     else:
         _err(str(e))
+    if args is not None and getattr(args, "error", None):
+        from tether.engine import state
+
+        invalid = isinstance(e, ConfigError | ConfigErrors)
+        record: dict[str, Any] = state.error_record("invalid-host-configuration" if invalid else args.verb, str(e))
+        if isinstance(e, ConfigErrors):
+            record["errors"] = [{"path": x.path, "message": x.message} for x in e.errors]
+        elif isinstance(e, ConfigError):
+            record["errors"] = [{"path": e.path, "message": e.message}]
+        _write_yaml(args.error, {"command": args.verb, **record}, "--error")
     return EXIT_ERROR
 
 
+def _write_yaml(path: str, data: Any, option: str) -> None:
+    """A file the caller named on the command line (the running system's path), replaced atomically."""
+    import os
+
+    from tether import yamlsafe
+
+    tmp = f"{path}.tether-tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(yamlsafe.dump(data) if data is not None else "null\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        _err(f"{option} {path}: cannot write: {e.strerror or e}")
+
+
+def _run(cmd: Callable[[argparse.Namespace], int], outputs: bool) -> Callable[[argparse.Namespace], int]:
+    """Run a verb with the stderr log level of ``-v``, then write ``--status`` (after success or failure)."""
+    def run(args: argparse.Namespace) -> int:
+        level = args.verbosity or ("debug" if getattr(args, "debug", False) else None)
+        handler: logging.Handler | None = None
+        logger = logging.getLogger("tether")
+        old_level = logger.level
+        if level is not None:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("tether: %(levelname)s: %(message)s"))
+            handler.setLevel(VERBOSITY[level])
+            logger.addHandler(handler)
+            logger.setLevel(min(VERBOSITY[level], logging.WARNING))
+        try:
+            rc = cmd(args)
+            if outputs and args.status:
+                _write_yaml(args.status, _status_after(args), "--status")
+            return rc
+        finally:
+            if handler is not None:
+                logger.removeHandler(handler)
+                logger.setLevel(old_level)
+    return run
+
+
+def _status_after(args: argparse.Namespace) -> Any:
+    """The host status after the verb: what a clean install recorded on the new disk, else the running host's
+    datastore (``get status``)."""
+    doc = getattr(args, "status_doc", None)
+    if doc is not None:
+        return doc
+    from tether.engine import state
+    from tether.target import Target
+
+    path = state.datastore_location(Target.at(args.root))
+    if not path.exists():
+        return state.empty_status()
+    with state.StateStore(path) as store:
+        return store.current()
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    from tether.engine.hostcheck import config_notes
     from tether.errors import TetherError
 
     try:
-        _load(args.file, args)
+        path = _config_path(args)
+        hc = _load(path, args)
     except TetherError as e:
         return _report(e)
-    print(f"{args.file}: valid")
+    for note in config_notes(hc):
+        _err(f"{path}: note: {note}")
+    print(f"{path}: valid")
     return 0
 
 
 def _config_path(args: argparse.Namespace) -> str:
+    """FILE, else tether's default in the target root, else Trident's default there."""
     if args.file:
         return str(args.file)
+    from tether.errors import ConfigError
     from tether.target import Target
-    return str(Target.at(args.root).path(DEFAULT_CONFIG))
+
+    target = Target.at(args.root)
+    for candidate in (DEFAULT_CONFIG, TRIDENT_CONFIG):
+        if target.path(candidate).is_file():
+            LOG.info("no host configuration given: reading %s", target.path(candidate))
+            return str(target.path(candidate))
+    raise ConfigError("", f"no host configuration given, and neither {DEFAULT_CONFIG} nor {TRIDENT_CONFIG} exists"
+                      + ("" if target.live else f" in {target.root}"))
 
 
 def _servicing_env(args: argparse.Namespace, reboot: bool = True) -> Any:
@@ -162,23 +274,33 @@ def _finalize(args: argparse.Namespace, hc: Any = None) -> int:
         env = _servicing_env(args, reboot=decision.reboot)
         if args.verb == "install":
             env.firmware_entry = not args.no_firmware_entry
-            msg, _doc = fin.finalize_install(hc, env)
+            msg, args.status_doc = fin.finalize_install(hc, env)
         elif not decision.finalize:
             print(f"staged; not finalizing now: {decision.reason}")
             return 0
         else:
             msg, _doc = fin.finalize(env)
         print(msg)
+        _notify(args, "finalized", msg)
         if decision.sentinel:
             print(rp.request_reboot(env.root))
             return 0
         if env.reboot and (held := rp.wait_for_blockers(env.runner, policy.inhibitor_wait)):
             print(f"finalized; {rp.deferred_reason(held, policy.inhibitor_wait)}")
             return 0
+        if env.reboot:
+            _notify(args, "rebooting", "the new slot boots")
         fin.reboot(env, "the new slot boots" + ("" if decision.reboot else f" ({decision.reason})"))
     except TetherError as e:
-        return _report(e)
+        return _report(e, args)
     return 0
+
+
+def _notify(args: argparse.Namespace, what: str, message: str = "", ok: bool = True) -> None:
+    """A servicing event to the reporting: handlers (tether/reporting.py); never fails the command."""
+    from tether import reporting
+    from tether.target import Target
+    reporting.servicing_event(Target.at(args.root), what, message, ok)
 
 
 def _trust_keys(args: argparse.Namespace) -> None:
@@ -199,11 +321,12 @@ def cmd_install(args: argparse.Namespace) -> int:
     try:
         hc = _load(_config_path(args), args)
         if "stage" in args.allowed_operations:
-            install(hc, Runner(), InstallOptions(allow_root_disk=args.allow_running_root_disk,
-                                                 progress=make(args.progress), discard=not args.no_discard))
+            args.status_doc = install(hc, Runner(), InstallOptions(
+                allow_root_disk=args.allow_running_root_disk, progress=make(args.progress),
+                discard=not args.no_discard))
             print("clean install staged (clean-install-staged)")
     except TetherError as e:
-        return _report(e)
+        return _report(e, args)
     return _finalize(args, hc)
 
 
@@ -217,15 +340,19 @@ def cmd_update(args: argparse.Namespace) -> int:
     _trust_keys(args)
     if args.from_metadata:
         from tether.engine.metadata_update import cmd_from_metadata
-        return int(cmd_from_metadata(args, _servicing_env))
+        code = int(cmd_from_metadata(args, _servicing_env))
+        _notify(args, "check")  # the event is the check's record (update-check.json)
+        return code
     try:
         if "stage" in args.allowed_operations:  # finalize alone acts on what is staged; it needs no file
             hc = _load(_config_path(args), args)
             what, _status = stage(hc, Runner(), Target.at(args.root),
                                   UpdateOptions(progress=make(args.progress), discard=not args.no_discard))
             print(what)
+            _notify(args, "staged", what)
     except TetherError as e:
-        return _report(e)
+        _notify(args, "failed", str(e), ok=False)
+        return _report(e, args)
     return _finalize(args)
 
 
@@ -235,10 +362,14 @@ def cmd_commit(args: argparse.Namespace) -> int:
 
     try:
         res = commit(_servicing_env(args))
+        _notify(args, "commit", res.message, res.code == 0)
     except TetherError as e:
-        return _report(e)
-    (print if res.code == 0 else _err)(res.message)
-    return int(res.code)
+        return _report(e, args)
+    if res.code != 0:  # a failed health check or boot is an error, for --error too
+        _report(TetherError(res.message), args)
+        return int(res.code)
+    print(res.message)
+    return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -246,6 +377,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from tether.engine import rollback as rb
     from tether.errors import TetherError
 
+    if args.runtime:
+        return _report(rb.RollbackError("no runtime rollback: tether makes no runtime updates (every update is an "
+                                        "A/B update); use 'tether rollback' (--ab) to boot the other slot"), args)
     env = _servicing_env(args)
     if args.check:
         ok, msg = rb.check(env)
@@ -254,14 +388,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     try:
         msg, _doc = rb.rollback(env)
         print(msg)
+        _notify(args, "rolled-back", msg)
         fin.reboot(env, "the rolled-back slot boots")
     except TetherError as e:
-        return _report(e)
+        return _report(e, args)
     return 0
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    from tether import yamlsafe
     from tether.engine import state
     from tether.target import Target
 
@@ -269,18 +403,18 @@ def cmd_get(args: argparse.Namespace) -> int:
     path = state.datastore_location(target)
     if args.what == "update-check":
         from tether.engine.metadata_update import read_check
-        out_check = read_check(path)
-        if args.format == "json":
-            print(json.dumps(out_check, indent=2, sort_keys=True))
-        else:
-            sys.stdout.write(yamlsafe.dump(out_check) if out_check is not None else "null\n")
-        return 0
+        return _emit(args, read_check(path))
+    rollback_to: Any = None
     if path.exists():
         with state.StateStore(path) as store:
             doc = store.current()
             chain = store.rollback_chain() if args.what == "rollback-chain" else None
+            if args.what == "rollback-target":
+                rollback_to = _rollback_target(store, doc)
     else:
         doc, chain = state.empty_status(), []
+        if args.what == "rollback-target":
+            _err("no rollback target: this host was never serviced by tether")
     out: Any
     if args.what == "status":
         out = doc
@@ -288,10 +422,40 @@ def cmd_get(args: argparse.Namespace) -> int:
         out = doc.get("spec")
     elif args.what == "last-error":
         out = doc.get("lastError")
+    elif args.what == "rollback-target":
+        out = rollback_to
     else:
         out = chain
+    return _emit(args, out)
+
+
+def _rollback_target(store: Any, doc: dict[str, Any]) -> Any:
+    """What ``tether rollback`` would boot (its volume and configuration), or None with the reason on stderr."""
+    from tether.engine.rollback import RollbackError, rollback_target
+
+    try:
+        volume, spec = rollback_target(store, doc)
+    except RollbackError as e:
+        _err(f"no rollback target: {e}")
+        return None
+    return {"abActiveVolume": volume, "spec": spec}
+
+
+def _emit(args: argparse.Namespace, out: Any) -> int:
+    """``get``'s answer as YAML or JSON, on stdout or into ``-o FILE``."""
+    from tether import yamlsafe
+
     if args.format == "json":
-        print(json.dumps(out, indent=2, sort_keys=True))
+        text = json.dumps(out, indent=2, sort_keys=True) + "\n"
     else:
-        sys.stdout.write(yamlsafe.dump(out) if out is not None else "null\n")
+        text = yamlsafe.dump(out) if out is not None else "null\n"
+    if not args.outfile:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.outfile, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        _err(f"--outfile {args.outfile}: cannot write: {e.strerror or e}")
+        return EXIT_ERROR
     return 0
