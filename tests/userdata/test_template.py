@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+
+import pytest
 
 from tests.userdata.helpers import mime, run
+from tether.userdata import template
 from tether.userdata.template import variables
 
 
@@ -117,3 +121,81 @@ def test_with_the_instance_data_document_tether_writes() -> None:
                 None, instance_data=doc)
     assert r.cloud_config == {"hostname": "db-1", "fqdn": "db-1.iid-42", "platform": "nocloud"}
     assert r.warnings == [] and r.errors == []
+
+
+def _jinja(body: str) -> bytes:
+    return f"## template: jinja\n#cloud-config\n{body}\n".encode()
+
+
+def _only_error(body: str) -> str:
+    r = run(_jinja(body))
+    assert r.cloud_config == {}
+    assert len(r.errors) == 1, r.errors
+    return r.errors[0]
+
+
+def test_huge_power_and_repetition_are_refused_before_they_are_computed() -> None:
+    t = time.monotonic()
+    assert _only_error("a: {{ 2 ** (10 ** 10) }}") == (
+        "user-data part 1 (jinja template): template error: 2 ** 10000000000 is larger than the 100000-bit limit "
+        "on integers; ignored")
+    assert _only_error("a: {{ 'x' * 10 ** 11 }}") == (
+        "user-data part 1 (jinja template): template error: repeating 1 items 100000000000 times is over the "
+        "16 MiB limit on a template's output; ignored")
+    assert _only_error("a: {{ [1, 2] * 10 ** 11 }}").startswith(
+        "user-data part 1 (jinja template): template error: repeating 2 items")
+    assert _only_error("{% set n = 10 ** 20000 %}a: {{ n * n * n * n * n * n }}").endswith(
+        "a product larger than the 100000-bit limit on integers; ignored")
+    assert time.monotonic() - t < 5
+    r = run(_jinja("a: {{ 2 ** 64 }}\nb: {{ 'ab' * 3 }}\nc: {{ [0] * 2 }}"))  # ordinary sizes still work
+    assert r.cloud_config == {"a": 2 ** 64, "b": "ababab", "c": [0, 0]}
+
+
+def test_filter_that_builds_a_huge_string_costs_only_its_part() -> None:
+    r = run(mime(("text/jinja2", "## template: jinja\n#cloud-config\na: {{ 'x' | center(10 ** 11) }}\n"),
+                 ("text/cloud-config", "#cloud-config\nb: 2\n")))
+    assert r.cloud_config == {"b": 2}
+    assert r.errors == ["user-data part 1 (jinja template): rendering needs more than 512 MiB of memory; "
+                        "stopped; ignored"]
+
+
+def test_a_python_level_loop_is_stopped_by_the_cpu_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(template, "MAX_CPU_SECONDS", 1)
+    t = time.monotonic()
+    err = _only_error("a: {% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}1")
+    assert err == "user-data part 1 (jinja template): rendering used more than 1 s of CPU time; stopped; ignored"
+    assert time.monotonic() - t < 10
+
+
+def test_one_long_c_level_operation_is_stopped_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # with the operator check out of the way, 7 ** (7 ** 9) is one C call of about 45 s: no signal handler or trace
+    # hook could run during it; the child's RLIMIT_CPU stops it
+    monkeypatch.setattr(template, "MAX_CPU_SECONDS", 1)
+    monkeypatch.setattr(template, "MAX_INT_BITS", 10 ** 12)
+    t = time.monotonic()
+    err = _only_error("a: {{ (7 ** (7 ** 9)) % 10 }}")
+    assert err == "user-data part 1 (jinja template): rendering used more than 1 s of CPU time; stopped; ignored"
+    assert time.monotonic() - t < 10
+
+
+def test_wall_clock_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(template, "MAX_CPU_SECONDS", 100)
+    monkeypatch.setattr(template, "MAX_WALL_SECONDS", 0.5)
+    t = time.monotonic()
+    err = _only_error("a: {% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}1")
+    assert err == "user-data part 1 (jinja template): rendering took more than 0.5 s; stopped; ignored"
+    assert time.monotonic() - t < 5
+
+
+def test_the_render_leaves_no_child_and_keeps_the_caller_running() -> None:
+    before = _children()
+    for _ in range(3):
+        run(_jinja("a: {{ 'x' | center(10 ** 11) }}"))
+        assert run(_jinja("a: {{ v1.instance_id }}")).cloud_config == {"a": "iid-abc"}
+    assert _children() == before
+
+
+def _children() -> set[str]:
+    import os
+    path = f"/proc/{os.getpid()}/task/{os.getpid()}/children"
+    return set(open(path).read().split())
