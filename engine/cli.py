@@ -417,7 +417,10 @@ def cmd_get(args: argparse.Namespace) -> int:
             _err("no rollback target: this host was never serviced by tether")
     out: Any
     if args.what == "status":
-        out = doc
+        from tether.engine.slots import current_boot_id, explain
+
+        # what an interrupted (or running) operation left, the slot not to trust, and what to run about it
+        out = {**doc, "pending": explain(doc, current_boot_id())}
     elif args.what == "configuration":
         out = doc.get("spec")
     elif args.what == "last-error":

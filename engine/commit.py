@@ -29,6 +29,7 @@ from tether.engine.finalize import ServicingEnv, backend_for, reboot, root_devic
 from tether.engine.healthchecks import run_checks
 from tether.engine.hostconfig import parse_host_config
 from tether.engine.layout import Layout
+from tether.errors import TetherError
 
 LOG = logging.getLogger(__name__)
 MAX_FAILED_REBOOTS = 2  # reboots tried to leave a slot that failed its checks, before giving up and staying
@@ -61,10 +62,16 @@ def commit(env: ServicingEnv) -> CommitResult:
         cur = doc["servicingState"]
         if cur == state.NOT_PROVISIONED:
             return CommitResult("nothing to commit: this host was never serviced by tether", 0, doc)
-        if cur == state.PROVISIONED:
-            return CommitResult(f"nothing to commit: provisioned ({doc.get('abActiveVolume')} active)", 0, doc)
-        if cur in (state.AB_UPDATE_STAGED, state.CLEAN_INSTALL_STAGED):
-            return CommitResult(f"nothing to commit: {cur} (not finalized yet)", 0, doc)
+        if cur in (state.PROVISIONED, state.AB_UPDATE_STAGED, state.CLEAN_INSTALL_STAGED):
+            recovered = _unrecorded_switch(env, store, doc)
+            if isinstance(recovered, CommitResult):
+                return recovered
+            if recovered is None:
+                if cur == state.PROVISIONED:
+                    return CommitResult(f"nothing to commit: provisioned ({doc.get('abActiveVolume')} active)", 0,
+                                        doc)
+                return CommitResult(f"nothing to commit: {cur} (not finalized yet)", 0, doc)
+            doc, cur = recovered, recovered["servicingState"]
         boot = doc.get("boot") or {}
         if not boot.get("entryId"):
             return CommitResult(f"cannot commit: servicing state {cur} has no boot record", 1, doc)
@@ -82,6 +89,66 @@ def commit(env: ServicingEnv) -> CommitResult:
         if which == "expected":
             return _check_and_commit(env, store, doc, boot, backend, hc)
         return _fell_back(store, doc, boot, backend, which)
+
+
+def _unrecorded_switch(env: ServicingEnv, store: state.StateStore,
+                       doc: dict[str, Any]) -> dict[str, Any] | CommitResult | None:
+    """A finalize (or rollback) killed after it wrote the boot entry and before it recorded
+    ``*-finalized`` leaves the host booting a slot the state does not name. Derive the state from what booted:
+    a trusted slot (its record staged, or committed for a rollback, and checked again by commit's marker check)
+    is recorded as finalized, then committed as usual. Returns the new status, None when the booted slot is the
+    one the state names (or nothing tells), or a CommitResult refusing an untrusted slot."""
+    from tether.engine.boot import parse_entry_id
+    from tether.engine.layout import VOLUME_A, other
+
+    cur = doc["servicingState"]
+    if not doc.get("spec"):
+        return None
+    hc = parse_host_config(doc["spec"], "host configuration")
+    try:
+        backend, name, esp_mp = backend_for(env, hc, (doc.get("boot") or {}).get("backend"))
+        booted = backend.booted_entry()
+    except TetherError as e:
+        LOG.info("cannot tell which entry booted (%s); taking the recorded state", e)
+        return None
+    parsed = parse_entry_id(booted or "")
+    if parsed is None:
+        return None
+    volume = parsed[1]
+    active = doc.get("abActiveVolume")
+    if cur == state.CLEAN_INSTALL_STAGED:
+        event, operation, want, target = "clean-install-finalized", "clean-install", slots.STAGED, VOLUME_A
+    elif active in ("volume-a", "volume-b") and volume == other(str(active)):
+        if cur == state.AB_UPDATE_STAGED:
+            event, operation, want, target = "ab-update-finalized", "ab-update", slots.STAGED, volume
+        else:
+            event, operation, want, target = "rollback-finalized", "rollback", slots.COMMITTED, volume
+    else:
+        return None
+    if volume != target:
+        return None
+    spec, old = doc["spec"], doc.get("specOld")
+    if operation == "rollback":
+        chain = [c for c in store.rollback_chain() if c["abActiveVolume"] == volume and c["spec"]]
+        if not chain:
+            return CommitResult(f"booted {booted} ({volume}), which holds no committed configuration", 1, doc)
+        spec, old = chain[0]["spec"], doc["spec"]
+    try:
+        if (doc.get("slots") or {}).get(volume) is not None or operation != "clean-install":
+            slots.check_record(doc, volume, spec, (want,))
+    except slots.SlotError as e:
+        return CommitResult(f"booted {booted}, but {e}", 1, doc)
+    LOG.warning("%s booted, but the servicing state is %s: the switch to %s was not recorded (interrupted); "
+                "recording it now", booted, cur, volume)
+    boot = {"backend": name, "espMount": esp_mp, "entryId": booted, "previousEntryId": None, "targetVolume": volume,
+            "operation": operation, "tries": None, "finalizedBootId": None, "finalizedAt": state.now(),
+            "recovered": True}
+    new_state = state.CLEAN_INSTALL_FINALIZED if operation == "clean-install" else state.AB_UPDATE_FINALIZED
+    doc = {**doc, "servicingState": new_state, "spec": spec, "boot": boot, "staging": None}
+    if operation != "clean-install":
+        doc["specOld"] = old
+    store.record(doc, event)
+    return doc
 
 
 def _booted(env: ServicingEnv, backend: BootBackend, doc: dict[str, Any], boot: dict[str, Any]) -> str | None:

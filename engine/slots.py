@@ -107,6 +107,14 @@ def next_step(doc: dict[str, Any], volume: str) -> str:
             f"slot {active} is unaffected")
 
 
+def current_boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def _alive(pid: Any) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False

@@ -177,7 +177,7 @@ def _stage_into(hc: HostConfiguration, new_spec: dict[str, Any], installed: dict
     generation = len(store.history()) + 1
     staging = {"operation": AB_UPDATE, "targetVolume": inactive, "step": "writing",
                "imageUrl": hc.image.url if hc.image else None, "startedAt": state.now(), "pid": os.getpid(),
-               "bootId": _boot_id()}
+               "bootId": slots.current_boot_id()}
     # the slot is untrusted from here until it is recorded as staged; a staged update it held is given up
     slot_rec = slots.record(slots.WRITING, new_spec, generation)
     store.record({**base_status, "servicingState": state.PROVISIONED, "spec": installed, "specOld": None,
@@ -267,14 +267,6 @@ def _stage_into(hc: HostConfiguration, new_spec: dict[str, Any], installed: dict
     store.record(doc, "ab-update-staged")
     checkpoints.reached("stage:recorded")
     return f"staged into {inactive}", doc
-
-
-def _boot_id() -> str | None:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return None
 
 
 def _device_id_for_mount(hc: HostConfiguration, mount_point: str) -> str:
