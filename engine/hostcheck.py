@@ -257,6 +257,24 @@ def _check_mounts(hc: HostConfiguration, pair_ids: dict[str, tuple[str, str]],
             f"filesystem holding it ({holder[1].mount.path}) is mounted read-only")
 
 
+NETPLAN_DEVICE_KINDS = ("ethernets", "bonds", "bridges", "vlans", "wifis", "tunnels", "dummy-devices", "vrfs")
+
+
+def _check_netplan(doc: dict[str, object], err: Callable[[str, str], None]) -> None:
+    """Trident's netplan rules: no NetworkManager renderer (the new OS is configured for networkd), and device
+    ids that netplan can use (no white space, no glob characters: those only belong in ``match``)."""
+    if doc.get("renderer") == "NetworkManager":
+        err("os.netplan.renderer", "NetworkManager is not supported; leave renderer out or use networkd")
+    for kind in NETPLAN_DEVICE_KINDS:
+        devices = doc.get(kind)
+        if not isinstance(devices, dict):
+            continue
+        for dev_id in devices:
+            if not dev_id or any(c.isspace() or c in "*?[]" for c in str(dev_id)):
+                err(f"os.netplan.{kind}.{dev_id}", f"{dev_id!r} is not a valid device id (no white space or "
+                    "*?[]; use match: to select devices by pattern)")
+
+
 def _check_os(hc: HostConfiguration, err: Callable[[str, str], None]) -> None:
     osc = hc.os
     if osc.netplan is not None:
@@ -265,6 +283,8 @@ def _check_os(hc: HostConfiguration, err: Callable[[str, str], None]) -> None:
         inner = unwrap(osc.netplan)
         if not isinstance(inner, dict) or inner.get("version") != 2:
             err("os.netplan.version", "must be 2 (a netplan / network config version 2 document)")
+        else:
+            _check_netplan(inner, err)
     modules: dict[str, int] = {}
     for m, mod in enumerate(osc.modules):
         if mod.name in modules:

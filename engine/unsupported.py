@@ -18,8 +18,9 @@ _WHY_MANAGEMENT_OS = (
     "configuring the management OS is not supported by tether: managementOs sets users and netplan of "
     "Trident's own installer image; tether installs from whatever live system runs it and does not reconfigure "
     "that system (give the live system its own cloud-config instead)")
-_WHY_NTFS = ("filesystem type ntfs is not supported by tether: it needs ntfs-3g (mkntfs) and FUSE, which the "
-             "engine does not depend on, and cannot hold a Linux root or tether's state; use ext4, xfs or vfat")
+_WHY_NTFS = ("filesystem type ntfs is not supported by tether: the engine creates only ext4, xfs, vfat and swap "
+             "(making ntfs needs mkntfs from ntfs-3g, which tether does not depend on, and the new OS an ntfs3 or "
+             "FUSE driver to mount it); use ext4, xfs or vfat, or create it in a postConfigure script")
 
 
 @dataclass

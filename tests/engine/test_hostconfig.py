@@ -114,7 +114,7 @@ def test_health_checks_in_both_spellings() -> None:
     ("managementOs", {"users": [{"name": "x"}]}, "managementOs: configuring the management OS is not supported by "
      "tether: managementOs sets users and netplan of Trident's own installer image"),
     ("storage.filesystems.2.type", "ntfs", "storage.filesystems[2].type: filesystem type ntfs is not supported by "
-     "tether: it needs ntfs-3g"),
+     "tether: the engine creates only ext4, xfs, vfat and swap"),
     ("image.url", "oci://registry/os:1", "image.url: 'oci://registry/os:1': a COSI image in an OCI registry "
      "(oci://) is not supported by tether yet"),
 ])
@@ -310,6 +310,10 @@ def _esp_fs() -> dict[str, Any]:
     (lambda d: d["storage"]["filesystems"].append({"source": "new", "type": "tmpfs"}),
      "storage.filesystems[3].mountPoint: missing: a tmpfs filesystem needs a mount point"),
     (lambda d: d["os"].update(netplan={"version": 1, "config": []}), "os.netplan.version: must be 2"),
+    (lambda d: d["os"].update(netplan={"network": {"version": 2, "renderer": "NetworkManager"}}),
+     "os.netplan.renderer: NetworkManager is not supported"),
+    (lambda d: d["os"].update(netplan={"version": 2, "ethernets": {"eth*": {"dhcp4": True}}}),
+     "os.netplan.ethernets.eth*: 'eth*' is not a valid device id"),
     (lambda d: d["os"].update(additionalFiles=[{"destination": "/etc/x", "source": "files/x"}]),
      "os.additionalFiles[0].source: 'files/x' is not an absolute path"),
     (lambda d: d.update(scripts={"postConfigure": [{"name": "s", "path": "s.sh"}]}),
