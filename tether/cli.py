@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--annotate", action="store_true", help="print the file with each error next to its line")
     sp.add_argument("--system", action="store_true", help="check this host's user-data and system config")
     sp.add_argument("--docs", action="store_true", help="print the JSON schema")
+    sp.add_argument("--instance-data", help="instance data JSON for jinja templates (default: the last boot's)")
     sp = verb("clean", "remove tether's state so the next boot is a first boot", _lazy("tether.cli_clean"))
     sp.add_argument("--logs", action="store_true")
     sp.add_argument("--seed", action="store_true")

@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -19,7 +20,8 @@ from tether.unsupported import UNSUPPORTED
 # keys that belong to the system configuration or the pipeline, not to one module
 OTHER_KEYS = set(sysconfig.DEFAULTS) | {"merge_how", "merge_type", "host_configuration", "network",
                                         "_doc", "output", "log_cfgs", "reporting", "launch-index",
-                                        "cloud_init_modules", "cloud_config_modules", "cloud_final_modules"}
+                                        "cloud_init_modules", "cloud_config_modules", "cloud_final_modules",
+                                        "version", "migrate"}
 
 
 def all_modules() -> list[Any]:
@@ -53,7 +55,8 @@ def validate(data: Any) -> tuple[list[ConfigError], list[str]]:
         if k in unsupported:
             warnings.append(f"{k}: used by a cloud-init module that tether does not support")
         else:
-            warnings.append(f"{k}: not a known cloud-config key")
+            # an error, as in cloud-init's schema (no other top-level key): a typo must not pass as valid
+            errors.append(ConfigError(str(k), "not a known cloud-config key"))
     return errors, warnings
 
 
@@ -107,17 +110,90 @@ def annotate(text: str, errors: list[ConfigError]) -> str:
 
 
 def check_text(text: str, source: str) -> tuple[list[ConfigError], list[str]]:
-    first = text.lstrip().split("\n", 1)[0].strip() if text.strip() else ""
-    warnings = []
-    if not first.startswith("#cloud-config"):
-        warnings.append(f"{source}: does not start with '#cloud-config'; at boot it would not be read as "
-                        "cloud-config")
+    """A #cloud-config text: YAML errors, schema errors and warnings (no start-line check)."""
     try:
         data = yamlsafe.load(text, source=source)
     except ConfigError as e:
-        return [e], warnings
-    errs, w = validate(data)
-    return errs, warnings + w
+        return [e], []
+    if data is not None and not isinstance(data, dict):
+        return [ConfigError("", f"{source} is not a YAML mapping (it is a {type(data).__name__})")], []
+    return validate(data)
+
+
+class Verdict:
+    """What ``schema`` says about one user-data document, as cloud-init's ``schema`` would.
+
+    ``kind``: valid | invalid | not-evaluated | error (unrecognized start line, template that cannot render).
+    ``notice`` is the one line printed for not-evaluated and error documents."""
+
+    def __init__(self, kind: str, text: str = "", errors: list[ConfigError] | None = None,
+                 warnings: list[str] | None = None, deprecations: list[tuple[str, str]] | None = None,
+                 notice: str = "") -> None:
+        self.kind = kind
+        self.text = text
+        self.errors = errors or []
+        self.warnings = warnings or []
+        self.deprecations = deprecations or []
+        self.notice = notice
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.kind in ("invalid", "error") else 0
+
+
+InstanceDoc = Callable[[], dict[str, Any]]
+
+
+def check_user_data(raw: bytes, source: str, instance_doc: InstanceDoc) -> Verdict:
+    """Judge one user-data document the way cloud-init's ``schema -c`` does: only #cloud-config is checked
+    (after rendering a jinja template with the instance data); other known types are not evaluated (exit 0);
+    a document whose first line tether does not know is an error (exit 1)."""
+    from tether.userdata import detect
+
+    text = raw.decode("utf-8", "replace").removeprefix("\ufeff")
+    if not text.strip():
+        return Verdict("not-evaluated", notice=f"{source}: empty; nothing to validate")
+    ctype = detect.sniff(raw)
+    line = 1
+    if ctype == detect.JINJA:
+        from tether.userdata import template
+        try:
+            doc = instance_doc()
+        except TetherError as e:
+            return Verdict("error", notice=f"{source}: a jinja template, rendered with the instance data before "
+                                           f"it is checked, and there is none: {e} (or pass --instance-data FILE)")
+        try:
+            rendered = template.render(text, doc)
+        except template.TemplateError as e:
+            return Verdict("error", notice=f"{source}: the jinja template does not render: {e}")
+        text = rendered.text
+        ctype = detect.sniff(text.encode())
+        line = 2
+        if ctype == detect.JINJA:
+            return Verdict("error", notice=f"{source}: a template that renders to another template")
+    if ctype is None:
+        first = text.lstrip().split("\n", 1)[0][:80]
+        hint = (" (MIME multipart: check it after boot with 'tether schema --system', which checks the "
+                "processed parts)") if detect.looks_like_mime(text.encode()) else ""
+        return Verdict("error", notice=f"{source} line {line}: unrecognized user-data start line {first!r}; "
+                                       f"expected one of {', '.join(START_LINES)}{hint}")
+    if ctype != detect.CLOUD_CONFIG:
+        return Verdict("not-evaluated", notice=f"{source}: user-data type {ctype!r} is not evaluated by "
+                                               "tether schema (only #cloud-config is)")
+    errors, warnings = check_text(text, source)
+    return Verdict("invalid" if errors else "valid", text, errors, warnings, _deprecations(text, source))
+
+
+START_LINES = ("#!", "#cloud-boothook", "#cloud-config", "#cloud-config-archive", "#cloud-config-jsonp",
+               "#include", "#include-once", "#part-handler", "## template: jinja")
+
+
+def _deprecations(text: str, source: str) -> list[tuple[str, str]]:
+    from tether import schema_deprecations
+    try:
+        return schema_deprecations.find(yamlsafe.load(text, source=source))
+    except ConfigError:
+        return []
 
 
 def main(args: argparse.Namespace) -> int:
@@ -131,8 +207,9 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps({"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
                           "properties": props, "$defs": defs}, indent=1, sort_keys=True))
         return 0
+    instance_doc = _instance_doc_loader(Target.at(args.root), getattr(args, "instance_data", None))
     if args.system:
-        return _system(args)
+        return _system(args, instance_doc)
     if not args.config_file:
         raise TetherError("schema: give -c FILE, --system or --docs")
     try:
@@ -140,27 +217,53 @@ def main(args: argparse.Namespace) -> int:
             raw = f.read(yamlsafe.MAX_YAML_BYTES + 1)
     except OSError as e:
         raise TetherError(f"{args.config_file}: {e.strerror}")
-    text = raw.decode("utf-8", "replace")
-    errors, warnings = check_text(text, args.config_file)
-    return _report(args.config_file, text, errors, warnings, args.annotate)
+    return _report(args.config_file, check_user_data(raw, args.config_file, instance_doc), args.annotate)
 
 
-def _report(source: str, text: str, errors: list[ConfigError], warnings: list[str], ann: bool) -> int:
-    for w in warnings:
+def _instance_doc_loader(target: Target, path: str | None) -> InstanceDoc:
+    """Instance data for templates, read only when a template needs it: --instance-data FILE, else the one
+    the last boot wrote (the 0600 document as root)."""
+    def load() -> dict[str, Any]:
+        if path is None:
+            from tether.cli_query import load_doc
+            return load_doc(target)
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+        except OSError as e:
+            raise TetherError(f"--instance-data {path}: {e.strerror}") from None
+        except ValueError as e:
+            raise TetherError(f"--instance-data {path}: invalid JSON: {e}") from None
+        if not isinstance(doc, dict):
+            raise TetherError(f"--instance-data {path}: not a JSON object")
+        return doc
+    return load
+
+
+def _report(source: str, v: Verdict, ann: bool) -> int:
+    for w in v.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    if v.kind in ("not-evaluated", "error"):
+        print(v.notice, file=sys.stderr if v.kind == "error" else sys.stdout)
+        return v.exit_code
+    if v.deprecations:
+        print("Cloud config schema deprecations: " + ", ".join(f"{p}: {m}" for p, m in v.deprecations))
     if ann:
-        sys.stdout.write(annotate(text, errors))
-    if errors:
+        sys.stdout.write(annotate(v.text, v.errors))
+    if v.errors:
         if not ann:
             print(f"Invalid cloud-config {source}")
-            for e in errors:
+            for e in v.errors:
                 print(f"Error: {e.path}: {e.message}" if e.path else f"Error: {e.message}")
         return 1
     print(f"Valid schema {source}")
     return 0
 
 
-def _system(args: argparse.Namespace) -> int:
+def _system(args: argparse.Namespace, instance_doc: InstanceDoc) -> int:
+    """System config files, then the instance's user-data and vendor-data *as processed at boot* (parts
+    merged, archives unpacked, templates rendered), as cloud-init's ``schema --system`` checks its processed
+    cloud-config rather than the raw user-data."""
     from tether.instancestore import InstanceStore
     from tether.paths import PATHS
     target = Target.at(args.root)
@@ -175,13 +278,29 @@ def _system(args: argparse.Namespace) -> int:
             rc = 1
     store = InstanceStore(target)
     iid = store.current_id() or store.previous_id()
-    if iid:
-        ud = f"{PATHS.instance_dir(iid)}/user-data.txt"
-        if target.exists(ud):
-            text = target.read_text(ud)
-            if text.lstrip().startswith("#cloud-config"):
-                errors, warnings = check_text(text, ud)
-                rc = max(rc, _report(ud, text, errors, warnings, args.annotate))
-            else:
-                print(f"{ud}: not a plain #cloud-config (multipart or script); checked at boot")
+    if not iid:
+        print("no instance found: no user-data to check")
+        return rc
+    for name in ("user-data", "vendor-data"):
+        path = f"{PATHS.instance_dir(iid)}/{name}.txt"
+        if target.exists(path):
+            rc = max(rc, _report(path, check_processed(target.read_bytes(path), path, instance_doc),
+                                 args.annotate))
     return rc
+
+
+def check_processed(raw: bytes, source: str, instance_doc: InstanceDoc) -> Verdict:
+    """User-data as the boot's pipeline turns it into cloud-config (includes not fetched here), then checked.
+    Parts the pipeline drops (invalid YAML in one MIME part ...) are warnings: the boot skipped them."""
+    from tether.userdata import process
+    try:
+        doc = instance_doc()
+    except TetherError:
+        doc = {}
+    p = process(raw, None, instance_data=doc, fetch=None)
+    text = yaml.safe_dump(p.cloud_config, sort_keys=False) if p.cloud_config else ""
+    errors, warnings = validate(p.cloud_config)
+    dropped = [f"{source}: {m} (skipped at boot)" for m in p.errors + p.warnings]
+    kind = "invalid" if errors else "valid"
+    from tether import schema_deprecations
+    return Verdict(kind, text, errors, dropped + warnings, schema_deprecations.find(p.cloud_config))
