@@ -229,10 +229,11 @@ def _unwrap_netplan(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _netplan(ctx: ModuleContext, doc: dict[str, Any]) -> list[str]:
-    """The network stage's parser and renderers: networkd files, or /etc/netplan when the root has netplan."""
-    from tether.network import netplan, networkd
-    from tether.network.apply import choose_renderer
+    """The network stage's parser and renderers: networkd files, /etc/netplan when the root has netplan,
+    NetworkManager profiles when it uses NetworkManager."""
+    from tether.network.apply import render
     from tether.network.parse import parse_config
+    from tether.network.select import choose_renderer
 
     inner = _unwrap_netplan(doc)
     if inner.get("version") != 2:
@@ -242,14 +243,9 @@ def _netplan(ctx: ModuleContext, doc: dict[str, Any]) -> list[str]:
     except (ConfigError, ConfigErrors) as e:
         raise OsConfigError(f"os.netplan: {e}") from None
     renderer = choose_renderer(ctx.target, {})
-    if renderer == "netplan":
-        rep = netplan.write_netplan(ctx.target, inner)
-        networkd.remove_networkd(ctx.target)
-    else:
-        rep = networkd.sync_networkd(model, ctx.target)
-        netplan.remove_netplan(ctx.target)
+    rep, warnings = render(ctx.target, renderer, inner, model)
     LOG.info("os.netplan: %s wrote %s", renderer, ", ".join(rep.written) or "nothing new")
-    return [f"os.netplan: {w}" for w in model.warnings]
+    return [f"os.netplan: {w}" for w in [*model.warnings, *warnings]]
 
 
 CARRY_FILES = ("/etc/hostname", "/etc/machine-id")

@@ -306,8 +306,9 @@ def run_network(env: Env) -> int:
             _record_found(env, ds, inst, status)
             if inst.network_config and _applied_fallback(env):
                 _apply_network(env, inst, status)
-                if env.live:  # networkd is already up with the fallback: make it read the new files
-                    env.runner.run(["networkctl", "reload"], check=False, timeout=30)
+                if env.live:  # the network service is already up with the fallback: make it read the new files
+                    from tether.network import apply
+                    apply.activate(env.target, env.runner)
         status.datasource = ds_name
         merged = process_userdata(env, inst, status)
         write_instance_data(env, inst, merged)

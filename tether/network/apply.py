@@ -19,14 +19,13 @@ from tether.network.filesync import SyncReport
 from tether.network.live import Iface, sysfs_interfaces
 from tether.network.model import NetworkModel
 from tether.network.parse import parse_config
-from tether.network.select import fallback_config, select_config
+from tether.network.select import NM_CONNECTIONS, choose_renderer, fallback_config, select_config
 from tether.paths import PATHS
 from tether.runner import Runner
 from tether.target import Target
 
 LOG = log.get(__name__)
 APPLIED_MARKER = f"{PATHS.run}/network-applied"
-RENDERERS = ("netplan", "networkd")
 
 
 class NetworkConfigError(TetherError):
@@ -36,7 +35,7 @@ class NetworkConfigError(TetherError):
 @dataclass
 class NetworkResult:
     source: str                       # why this config (the reason from select_config)
-    renderer: str                     # "networkd", "netplan" or "none"
+    renderer: str                     # "networkd", "netplan", "network-manager" or "none"
     written: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -54,19 +53,6 @@ class NetworkResult:
         if self.warnings:
             parts.append(f"{len(self.warnings)} warning(s)")
         return "; ".join(parts)
-
-
-def choose_renderer(target: Target, system_config: dict[str, Any]) -> str:
-    """netplan when the target has it, else networkd; ``network: {renderers: [...]}`` sets the preference."""
-    net = system_config.get("network") if isinstance(system_config, dict) else None
-    wanted = net.get("renderers") if isinstance(net, dict) else None
-    order = [r for r in wanted if r in RENDERERS] if isinstance(wanted, list) else list(RENDERERS)
-    for r in order:
-        if r == "netplan" and netplan.has_netplan(target):
-            return r
-        if r == "networkd":
-            return r
-    return "networkd"
 
 
 def apply_network(target: Target, host: Host, system_config: dict[str, Any],
@@ -114,17 +100,50 @@ def apply_network(target: Target, host: Host, system_config: dict[str, Any],
 def _render(target: Target, system_config: dict[str, Any], cfg: dict[str, Any], model: NetworkModel,
             reason: str) -> NetworkResult:
     renderer = choose_renderer(target, system_config)
+    rep, warnings = render(target, renderer, cfg, model)
+    return NetworkResult(reason, renderer, rep.written, rep.unchanged, rep.removed,
+                         warnings=list(model.warnings) + warnings)
+
+
+def render(target: Target, renderer: str, cfg: dict[str, Any], model: NetworkModel) -> tuple[SyncReport, list[str]]:
+    """Write ``model`` with ``renderer`` and remove what the other renderers wrote earlier; (report, warnings)."""
+    warnings: list[str] = []
     if renderer == "netplan":
         # v2 goes through untouched: netplan knows keys the model does not carry
         doc = cfg if cfg.get("version") == 2 else netplan.to_netplan(model)
         rep = netplan.write_netplan(target, doc).merge(_only_removed(networkd.remove_networkd(target)))
+    elif renderer == "network-manager":
+        from tether.network import nm  # only on images that use it
+        rep, warnings = nm.sync_nm(model, target)
+        rep = rep.merge(_only_removed(netplan.remove_netplan(target)))
     else:
         rep = networkd.sync_networkd(model, target).merge(_only_removed(netplan.remove_netplan(target)))
-    return NetworkResult(reason, renderer, rep.written, rep.unchanged, rep.removed, warnings=list(model.warnings))
+    if renderer != "network-manager" and target.exists(NM_CONNECTIONS):  # nm loads only if it may have written
+        from tether.network import nm
+        rep = rep.merge(_only_removed(nm.remove_nm(target)))
+    return rep, warnings
 
 
 def _only_removed(rep: SyncReport) -> SyncReport:
     return SyncReport(removed=rep.removed)
+
+
+def activate(target: Target, runner: Runner) -> None:
+    """Make the running network service take the files the last ``apply_network`` wrote. For the network stage
+    when it replaced the fallback: cloud-init brings interfaces up outside its local stage only (in the local
+    stage NetworkManager has not started yet and reads the profiles when it does)."""
+    try:
+        applied = json.loads(target.read_text(APPLIED_MARKER, default="{}"))
+    except ValueError:
+        applied = {}
+    if applied.get("renderer") != "network-manager":
+        runner.run(["networkctl", "reload"], check=False, timeout=30)
+        return
+    runner.run(["nmcli", "connection", "reload"], check=False, timeout=30)
+    # as cloud-init's NetworkManager activator: each profile up by its file
+    for path in applied.get("files", []):
+        if path.endswith(".nmconnection"):
+            runner.run(["nmcli", "connection", "up", "filename", path], check=False, timeout=120)
 
 
 def _netplan_generate(runner: Runner, result: NetworkResult) -> None:

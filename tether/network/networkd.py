@@ -56,6 +56,11 @@ def networkd_files(model: NetworkModel) -> dict[str, str]:
     return files
 
 
+def link_files(model: NetworkModel) -> dict[str, str]:
+    """The ``.link`` files alone (renames, wake-on-LAN): udev applies them whichever renderer wrote the rest."""
+    return {name: text for name, text in networkd_files(model).items() if name.endswith(".link")}
+
+
 def render_networkd(model: NetworkModel, target: Target) -> list[str]:
     """Write the model's files into the target; returns every file now in place (target paths)."""
     return sync_networkd(model, target).current
