@@ -9,7 +9,6 @@ from typing import Any
 
 UNSUPPORTED: dict[str, tuple[str, ...]] = {
     "apk_configure": ("apk_repos",),
-    "chef": ("chef",),
     "fan": ("fan",),
     "grub_dpkg": ("grub_dpkg", "grub-dpkg"),
     "install_hotplug": ("updates",),
