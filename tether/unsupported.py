@@ -30,6 +30,15 @@ UNSUPPORTED: dict[str, tuple[str, ...]] = {
 }
 
 
+# Modules that only make sense on Ubuntu (Canonical's services and installer): the warning says so, so a user
+# on another distribution is not left waiting for support that will not come.
+UBUNTU_ONLY: dict[str, str] = {
+    "ubuntu_pro": "attaches an Ubuntu Pro subscription (the 'pro' client)",
+    "ubuntu_drivers": "installs Ubuntu's proprietary drivers (the 'ubuntu-drivers' tool)",
+    "ubuntu_autoinstall": "hands the config to Ubuntu's installer (subiquity)",
+}
+
+
 def unsupported_in(cloud_config: dict[str, Any], implemented: set[str]) -> list[str]:
     """Warnings, one per unsupported module the config uses."""
     out = []
@@ -38,6 +47,7 @@ def unsupported_in(cloud_config: dict[str, Any], implemented: set[str]) -> list[
             continue
         used = [k for k in keys if k in cloud_config]
         if used:
-            out.append(f"module {mod} (key {', '.join(repr(k) for k in used)}) is not supported by tether; "
+            why = f" (Ubuntu-only: it {UBUNTU_ONLY[mod]})" if mod in UBUNTU_ONLY else ""
+            out.append(f"module {mod} (key {', '.join(repr(k) for k in used)}) is not supported by tether{why}; "
                        "skipped")
     return out
