@@ -62,7 +62,7 @@ def is_active(mod: Any, cloud_config: dict[str, Any]) -> bool:
 
 
 def run_modules(ctx: ModuleContext, stage: str, names: list[tuple[str, str | None]], status: StageStatus,
-                only_frequency: str | None = None, force: bool = False) -> StageRun:
+                only_frequency: str | None = None, force: bool = False, report: Any = None) -> StageRun:
     from tether.modules import ACTIVATED_BY, REGISTERED, load  # modules are imported only as a stage needs them
 
     run = StageRun()
@@ -109,6 +109,8 @@ def run_modules(ctx: ModuleContext, stage: str, names: list[tuple[str, str | Non
             LOG.warning("module %s: %s", name, w)
         before = len(ctx.warnings)
         LOG.info("running module %s (%s)", name, freq)
+        if report is not None:  # tether.reporting.Reporter, when reporting: is configured
+            report.module_start(stage, name, freq)
         if sem:
             # written before the run and kept if it fails, as cloud-init does: a module that failed (or was cut
             # off by a reboot) part-way through is not run again on the next boot, so a runcmd never runs twice
@@ -121,14 +123,20 @@ def run_modules(ctx: ModuleContext, stage: str, names: list[tuple[str, str | Non
             status.error(msg)
             run.events.append(ModuleEvent(name, stage, "failed", time.monotonic() - t0, str(e)))
             _collect(ctx, status, before, name)
+            if report is not None:
+                report.module_finish(stage, name, "FAIL")
             continue
         except Exception as e:  # a bug in a module must not stop the boot
             LOG.error("module %s crashed: %s\n%s", name, e, traceback.format_exc())
             status.error(f"module {name} failed: {type(e).__name__}: {e}")
             run.events.append(ModuleEvent(name, stage, "failed", time.monotonic() - t0, repr(e)))
             _collect(ctx, status, before, name)
+            if report is not None:
+                report.module_finish(stage, name, "FAIL")
             continue
         _collect(ctx, status, before, name)
+        if report is not None:
+            report.module_finish(stage, name, "WARN" if len(ctx.warnings) > before else "SUCCESS")
         run.events.append(ModuleEvent(name, stage, "ran", time.monotonic() - t0, freq))
         _run_deferred(ctx, name, status)
     _run_deferred(ctx, None, status)

@@ -348,7 +348,13 @@ def _run_stage_modules(env: Env, inst: InstanceData, merged: dict[str, Any], sta
     if only is not None:
         names = [(n, None) for n in only]
     ctx = _context(env, inst, merged)
-    run = run_modules(ctx, stage, names, status, only_frequency=frequency, force=force)
+    rep = None
+    if "reporting" in merged or "reporting" in env.system_config:  # imported only when configured
+        from tether import reporting
+        rep = reporting.for_stage(env.target, env.system_config, merged, status.stage)
+    run = run_modules(ctx, stage, names, status, only_frequency=frequency, force=force, report=rep)
+    if rep is not None:
+        rep.stage_finish(status.stage, bool(status.errors), bool(status.recoverable))
     _append_events(env, status.stage, run)
     return run
 
