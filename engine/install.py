@@ -143,6 +143,7 @@ def install(hc: HostConfiguration, runner: Runner, opts: InstallOptions) -> dict
         osconfig.install_units(root)
         scripts.run_stage(scripts.POST_CONFIGURE, hc.scripts.post_configure, servicing_type=CLEAN_INSTALL,
                           runner=runner, servicing_root=installer, new_root=root)
+        osconfig.finish(root, hc, runner=runner)  # SELinux relabel: last, so every file written is labelled
         state.write_pointer(root, ds)
         slots.write_marker(root, VOLUME_A, spec, GENERATION)
         os.sync()

@@ -241,6 +241,7 @@ def _stage_into(hc: HostConfiguration, new_spec: dict[str, Any], installed: dict
             osconfig.install_units(new_root)
             scripts.run_stage(scripts.POST_CONFIGURE, hc.scripts.post_configure, servicing_type=AB_UPDATE,
                               runner=runner, servicing_root=root, new_root=new_root)
+            osconfig.finish(new_root, hc, runner=runner)  # SELinux relabel: last, so every file is labelled
         except (scripts.ScriptError, osconfig.OsConfigError) as e:
             # the inactive slot is incomplete: nothing may boot it; the next run stages it again
             category = "script" if isinstance(e, scripts.ScriptError) else "os-configuration"
