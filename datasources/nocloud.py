@@ -125,7 +125,9 @@ class NoCloud(Datasource):
             datasource=self.NAME, instance_id=str(iid), subplatform=sub, platform="nocloud", cloud_name="nocloud",
             metadata=md, userdata=seed.user_data, vendordata=seed.vendor_data, network_config=net,
             local_hostname=str(md["local-hostname"]) if md.get("local-hostname") else None,
-            public_ssh_keys=[str(k) for k in keys], host_configuration=md.get("host-configuration"))
+            public_ssh_keys=[str(k) for k in keys], host_configuration=md.get("host-configuration"),
+            # a seed file that could not be used costs only itself: said here, reported in status
+            ds={"warnings": list(seed.warnings)} if seed.warnings else None)
 
     def describe(self) -> str:
         seed = getattr(self, "_seed", None)

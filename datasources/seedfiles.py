@@ -1,4 +1,9 @@
-"""Reading a NoCloud-style seed (meta-data, user-data, vendor-data, network-config) from a directory or URL."""
+"""Reading a NoCloud-style seed (meta-data, user-data, vendor-data, network-config) from a directory or URL.
+
+Each file is bounded (16 MiB) and costs only itself: meta-data is required (the instance-id is in it), so a bad
+one fails the seed; an oversized or unreadable user-data or vendor-data, or a network-config that is oversized or
+not valid YAML, is dropped with a warning (``Seed.warnings``) and the rest of the seed still applies.
+"""
 
 from __future__ import annotations
 
@@ -13,22 +18,23 @@ if TYPE_CHECKING:
     from typing import Any
 
 LOG = log.get(__name__)
-MAX_SEED_FILE = 16 * 1024 * 1024
+MAX_SEED_FILE = 16 * 1024 * 1024  # = tether.userdata.limits.MAX_INPUT_BYTES (not imported: the local stage)
 FILES = ("meta-data", "user-data", "vendor-data", "network-config")
 
 
 class Seed(Record):
     """A seed's parsed meta-data and raw files, with where it was read from."""
 
-    __slots__ = ("where", "meta_data", "user_data", "vendor_data", "network_config")
+    __slots__ = ("where", "meta_data", "user_data", "vendor_data", "network_config", "warnings")
 
     def __init__(self, where: str, meta_data: dict[str, Any], user_data: bytes | None, vendor_data: bytes | None,
-                 network_config: dict[str, Any] | None) -> None:
+                 network_config: dict[str, Any] | None, warnings: list[str] | None = None) -> None:
         self.where = where
         self.meta_data = meta_data
         self.user_data = user_data
         self.vendor_data = vendor_data
         self.network_config = network_config
+        self.warnings: list[str] = [] if warnings is None else warnings  # files dropped, and why
 
 
 def read_file(p: Path) -> bytes | None:
@@ -41,8 +47,26 @@ def read_file(p: Path) -> bytes | None:
     except OSError as e:
         raise DatasourceError(f"{p}: unreadable: {e}")
     if len(data) > MAX_SEED_FILE:
-        raise DatasourceError(f"{p}: larger than {MAX_SEED_FILE >> 20} MiB")
+        raise DatasourceError(f"{p}: larger than the {MAX_SEED_FILE >> 20} MiB limit on a seed file")
     return data
+
+
+def _optional(d: Path, name: str, where: str, warnings: list[str]) -> bytes | None:
+    """An optional seed file; one that cannot be used is a warning and None, never the whole seed."""
+    try:
+        return read_file(d / name)
+    except DatasourceError as e:
+        reason = str(e).removeprefix(f"{d / name}: ")
+        warnings.append(f"{where}/{name} ignored: {reason}; the rest of the seed is used")
+        return None
+
+
+def _optional_network_config(raw: bytes | None, where: str, warnings: list[str]) -> dict[str, Any] | None:
+    try:
+        return parse_network_config(raw, where)
+    except DatasourceError as e:
+        warnings.append(f"{e}; network-config ignored, the rest of the seed is used")
+        return None
 
 
 def parse_meta_data(raw: bytes | None, where: str) -> dict[str, Any]:
@@ -76,9 +100,14 @@ def parse_network_config(raw: bytes | None, where: str) -> dict[str, Any] | None
 def read_dir(d: Path, require_meta: bool = True, where: str | None = None) -> Seed | None:
     """A seed in a directory; None when the directory holds no meta-data (not a seed).
     ``where`` names it in messages (the device, not a temporary mount point)."""
-    raw = {name: read_file(d / name) for name in FILES}
-    if raw["meta-data"] is None and (require_meta or raw["user-data"] is None):
+    meta = read_file(d / "meta-data")
+    if meta is None and (require_meta or not (d / "user-data").exists()):
         return None
     where = where or str(d)
-    return Seed(where, parse_meta_data(raw["meta-data"], where), raw["user-data"], raw["vendor-data"],
-                parse_network_config(raw["network-config"], where))
+    warnings: list[str] = []
+    raw = {name: _optional(d, name, where, warnings) for name in FILES[1:]}
+    seed = Seed(where, parse_meta_data(meta, where), raw["user-data"], raw["vendor-data"],
+                _optional_network_config(raw["network-config"], where, warnings), warnings)
+    for w in warnings:
+        LOG.warning("%s", w)
+    return seed

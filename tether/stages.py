@@ -125,6 +125,8 @@ def find_datasource(env: Env, network: bool, status: StageStatus) -> tuple[Datas
             status.recoverable_error(f"datasource {name}: {type(e).__name__}: {e}")
             continue
         LOG.info("found datasource %s (instance %s) in %.3fs", name, inst.instance_id, time.monotonic() - t0)
+        for w in inst.ds.get("warnings") or ():  # parts of its data it could not use (each one costs only itself)
+            status.recoverable_error(f"datasource {name}: {w}")
         return ds, inst
     return None
 
