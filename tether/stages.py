@@ -252,8 +252,10 @@ def _network_key(env: Env, inst: InstanceData | None) -> str:
     from tether.digest import sha256
     from tether.network.live import sysfs_interfaces
     ifaces = [(i.name, i.mac, i.carrier, i.physical, i.driver) for i in sysfs_interfaces(env.host.sysroot)]
+    sysinfo = env.system_config.get("system_info")  # its network: renderers choice
     doc = [env.host.cmdline_value("network-config"), env.system_config.get("network"),
-           inst.network_config if inst else None, ifaces, env.live]
+           inst.network_config if inst else None, ifaces, env.live,
+           sysinfo.get("network") if isinstance(sysinfo, dict) else None]
     return str(sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest())
 
 

@@ -10,6 +10,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -452,3 +453,26 @@ def test_networkmanager_reads_every_branch_as_written() -> None:
     assert (off["ipv4"]["method"], off["ipv6"]["method"]) == ("disabled", "disabled")
     assert keyfile(kf.files["tether-bond1.nmconnection"])["bond"]["primary"] == "m1"
     assert keyfile(kf.files["tether-d1.nmconnection"])["connection"]["interface-name"] == "wan0"
+
+
+LOADS = """
+import sys
+from pathlib import Path
+from tests.fakes import FakeRunner
+from tests.network.test_apply import fake_sys
+from tether.network.apply import apply_network
+from tether.target import Target
+root, sysroot = Path(sys.argv[1]), Path(sys.argv[2])
+host = fake_sys(sysroot, {"ens3": ("52:54:00:00:00:01", True)})
+res = apply_network(Target.at(root), host, {}, None, FakeRunner(), live=False)
+print(res.renderer, "tether.network.nm" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("files", "want"), [(NETWORKD, "networkd False"), (NM_ROOT, "network-manager True")])
+def test_renderer_module_loads_only_when_chosen(tmp_path: Path, files: dict[str, str], want: str) -> None:
+    root = root_with(tmp_path, {**files, "etc/NetworkManager/system-connections/other.nmconnection": ""})
+    r = subprocess.run([sys.executable, "-c", LOADS, str(root.path("/")), str(tmp_path / "sys")], text=True,
+                       capture_output=True, cwd=Path(__file__).parents[2], timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == want.split()

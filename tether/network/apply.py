@@ -19,7 +19,7 @@ from tether.network.filesync import SyncReport
 from tether.network.live import Iface, sysfs_interfaces
 from tether.network.model import NetworkModel
 from tether.network.parse import parse_config
-from tether.network.select import NM_CONNECTIONS, choose_renderer, fallback_config, select_config
+from tether.network.select import choose_renderer, fallback_config, has_nm_profiles, select_config
 from tether.paths import PATHS
 from tether.runner import Runner
 from tether.target import Target
@@ -118,7 +118,7 @@ def render(target: Target, renderer: str, cfg: dict[str, Any], model: NetworkMod
         rep = rep.merge(_only_removed(netplan.remove_netplan(target)))
     else:
         rep = networkd.sync_networkd(model, target).merge(_only_removed(netplan.remove_netplan(target)))
-    if renderer != "network-manager" and target.exists(NM_CONNECTIONS):  # nm loads only if it may have written
+    if renderer != "network-manager" and has_nm_profiles(target):  # nm loads only when it wrote something
         from tether.network import nm
         rep = rep.merge(_only_removed(nm.remove_nm(target)))
     return rep, warnings

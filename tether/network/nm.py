@@ -21,12 +21,10 @@ from tether.digest import sha256
 from tether.network import networkd
 from tether.network.filesync import SyncReport, sync_files
 from tether.network.model import BondParams, BridgeParams, DhcpOptions, Interface, NetworkModel, Route
-from tether.network.select import NM_CONNECTIONS
+from tether.network.select import NM_CONNECTIONS, NM_PROFILE_PREFIX, NM_PROFILE_SUFFIX
 from tether.target import Target
 
-CONNECTIONS_DIR = NM_CONNECTIONS
-PREFIX = "tether-"
-SUFFIX = ".nmconnection"
+CONNECTIONS_DIR, PREFIX, SUFFIX = NM_CONNECTIONS, NM_PROFILE_PREFIX, NM_PROFILE_SUFFIX
 HEADER = "# Written by tether from the instance's network configuration; local changes will be replaced.\n"
 AUTOCONNECT_PRIORITY = "120"     # above the 0 of profiles NetworkManager or the initrd create by themselves
 MULTI_CONNECT_MULTIPLE = "3"     # a profile that matches by glob or driver may be active on several devices

@@ -107,13 +107,14 @@ def select_config(*, cmdline: str, system_config: dict[str, Any], datasource_con
 
 # Renderers by cloud-init's names, in cloud-init's default order of preference.
 RENDERERS = ("netplan", "network-manager", "networkd")
-NM_CONNECTIONS = "/etc/NetworkManager/system-connections"
 CLOUD_INIT_ONLY = ("eni", "sysconfig", "freebsd", "netbsd", "openbsd")
 NM_BINS = ("/usr/sbin/NetworkManager", "/sbin/NetworkManager")
 NM_UNITS = ("/usr/lib/systemd/system/NetworkManager.service", "/lib/systemd/system/NetworkManager.service")
 NM_ENABLED = ("/etc/systemd/system/multi-user.target.wants/NetworkManager.service",
               "/etc/systemd/system/dbus-org.freedesktop.NetworkManager.service")
 NETWORKD_BINS = ("/usr/lib/systemd/systemd-networkd", "/lib/systemd/systemd-networkd")
+NM_CONNECTIONS = "/etc/NetworkManager/system-connections"
+NM_PROFILE_PREFIX, NM_PROFILE_SUFFIX = "tether-", ".nmconnection"   # the profiles tether writes there
 
 
 def _any(target: Target, paths: tuple[str, ...]) -> bool:
@@ -125,6 +126,15 @@ def _masked(target: Target, unit: str) -> bool:
         return os.readlink(target.path_nofollow(f"/etc/systemd/system/{unit}")) == "/dev/null"
     except OSError:
         return False
+
+
+def has_nm_profiles(target: Target) -> bool:
+    """Whether tether's NetworkManager profiles are in the target (so another renderer must remove them)."""
+    try:
+        names = os.listdir(target.path(NM_CONNECTIONS))
+    except OSError:
+        return False
+    return any(n.startswith(NM_PROFILE_PREFIX) and n.endswith(NM_PROFILE_SUFFIX) for n in names)
 
 
 def has_network_manager(target: Target) -> bool:
