@@ -10,7 +10,9 @@ warning says what was not run.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tether import packages
 from tether.errors import CommandError
@@ -24,10 +26,11 @@ LOG = logging.getLogger(__name__)
 COMMAND_TIMEOUT = 1800.0
 
 Command = str | tuple[str, ...]
+T = TypeVar("T")
 
 
-def _ordered(value: tuple[object, ...] | dict[str, object]) -> list[object]:
-    if isinstance(value, dict):
+def _ordered(value: tuple[T, ...] | Mapping[str, T]) -> list[T]:
+    if isinstance(value, Mapping):
         return [value[k] for k in sorted(value, key=lambda k: (0, int(k), "") if k.isdigit() else (1, 0, k))]
     return list(value)
 
@@ -51,7 +54,7 @@ class Snap:
             if isinstance(c, str):
                 out.append(["/bin/sh", "-c", c])
             else:
-                argv = [str(a) for a in c]  # type: ignore[union-attr]
+                argv = [str(a) for a in c]
                 out.append(argv if argv[0] == "snap" else ["snap", *argv])
         return out
 
