@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_root
+from tests.conftest import make_root, needs_root, needs_tool
 from tests.fakes import FakeRunner
+from tests.modules.sysmod_support import real_chroot_root
 from tether.engine import selinux
 from tether.engine.bootsetup import entry_cmdline, extra_cmdline
 from tether.engine.hostconfig import parse_host_config, to_data
 from tether.engine.osconfig import OsConfigError, finish
+from tether.runner import Runner
 from tether.target import Target
 
 CONTEXTS = "/etc/selinux/targeted/contexts/files/file_contexts"
@@ -126,3 +128,14 @@ def test_a_root_that_cannot_be_entered_relabels_at_first_boot(tmp_path: Path) ->
     assert runner.calls == []
     assert target.exists("/.autorelabel")
     assert notes and "/.autorelabel makes its first boot relabel /" in notes[0]
+
+
+@needs_root()
+@needs_tool("chroot", "ldd")
+def test_relabel_really_runs_chrooted(tmp_path: Path) -> None:
+    # a real chroot with the host's shell; the image's "setfiles" records how it was called and from where
+    target = image_root(tmp_path, setfiles=False, shell=False)
+    real_chroot_root(target.root)
+    target.write("/usr/sbin/setfiles", '#!/bin/sh\necho "$*" > /setfiles.args\n', mode=0o755)
+    assert finish(target, hc("enforcing"), Runner()) == []
+    assert target.read_text("/setfiles.args") == f"-m {CONTEXTS} /\n"
