@@ -331,3 +331,19 @@ def test_efi_mount_is_an_esp_too() -> None:
     data = copy.deepcopy(GOOD)
     data["storage"]["filesystems"][0]["mountPoint"] = "/efi"
     assert parse_host_config(data).storage.filesystems[0].mount.path == "/efi"  # type: ignore[union-attr]
+
+
+def test_trident_configs_with_selinux_and_modules_load_as_they_are() -> None:
+    # the e2e configurations Trident's own tests validate, SELinux enforcing and os.modules included
+    e2e = compat_dir("trident") / "tests/e2e_tests/trident_configurations"
+    for name in ("base", "extensions", "health-checks-install", "simple", "split"):
+        hc = load_host_config((e2e / name / "trident-config.yaml").read_bytes(), name)
+        expect = "permissive" if name == "extensions" else "enforcing"  # Trident: no enforcing with sysexts
+        assert hc.os.selinux is not None and hc.os.selinux.mode == expect, name
+    errs = errors_of(yaml.safe_load((e2e / "misc/trident-config.yaml").read_text()))
+    assert len(errs) == 1 and "storage.filesystems[2].type: filesystem type ntfs is not supported" in errs[0], errs
+    data = yaml.safe_load((e2e / "misc/trident-config.yaml").read_text())
+    del data["storage"]["filesystems"][2]
+    hc = parse_host_config(data)
+    assert [(m.name, m.load_mode, m.options) for m in hc.os.modules] == [
+        ("test-module", "always", {"option1": "value1", "option2": "value2"})]
