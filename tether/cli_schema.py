@@ -48,6 +48,7 @@ def validate(data: Any) -> tuple[list[ConfigError], list[str]]:
             convert(mod.Config, sub, strict=True, warnings=warnings)
         except ConfigErrors as e:
             errors.extend(x for x in e.errors if not any(str(x) == str(y) for y in errors))
+    errors.extend(_output_errors(data.get("output")))
     unsupported = {k for keys in UNSUPPORTED.values() for k in keys}
     for k in data:
         if k in claimed or k in OTHER_KEYS:
@@ -58,6 +59,25 @@ def validate(data: Any) -> tuple[list[ConfigError], list[str]]:
             # an error, as in cloud-init's schema (no other top-level key): a typo must not pass as valid
             errors.append(ConfigError(str(k), "not a known cloud-config key"))
     return errors, warnings
+
+
+def _output_errors(output: Any) -> list[ConfigError]:
+    """``output`` checked by the same reader the stages use (tether.output_cfg)."""
+    from tether import output_cfg
+    if output is None:
+        return []
+    out = [ConfigError(f"output.{k}", "not a stage (expected all, init, config or final)")
+           for k in output_cfg.unknown_keys(output)]
+    seen: set[str] = set()
+    for stage in ("init", "config", "final"):
+        try:
+            output_cfg.for_stage(output, stage)
+        except output_cfg.OutputSpecError as e:
+            path, _, message = str(e).partition(": ")
+            if path not in seen:
+                seen.add(path)
+                out.append(ConfigError(path, message))
+    return out
 
 
 def line_map(text: str) -> dict[str, int]:

@@ -16,10 +16,16 @@ LOG = log.get(__name__)
 SCRIPT_TIMEOUT = 3600.0
 
 
-def append_output(target: Target, log_path: str, header: str, text: str) -> None:
+def append_output(target: Target, log_path: str, header: str, text: str, stderr: str = "") -> None:
+    """One block of command output into /var/log/tether-output.log (stdout then stderr), and to where the
+    stage's cloud-config ``output`` sends it (tether.output_cfg), if anywhere."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    target.write(log_path, f"--- {stamp} {header}\n{text}" + ("" if text.endswith("\n") or not text else "\n"),
+    both = text + stderr
+    target.write(log_path, f"--- {stamp} {header}\n{both}" + ("" if both.endswith("\n") or not both else "\n"),
                  mode=0o640, append=True)
+    from tether import output_cfg
+    if output_cfg.ROUTE is not None and output_cfg.ROUTE.target is target:
+        output_cfg.ROUTE.write(text, stderr)
 
 
 def run_script(target: Target, runner: Runner, path: str, log_path: str,
@@ -44,7 +50,7 @@ def run_script(target: Target, runner: Runner, path: str, log_path: str,
     except CommandError as e:
         append_output(target, log_path, f"{path} failed", str(e))
         return str(e)
-    append_output(target, log_path, f"{path} (exit {res.code})", res.stdout + res.stderr)
+    append_output(target, log_path, f"{path} (exit {res.code})", res.stdout, res.stderr)
     if res.code != 0:
         return f"exit code {res.code}"
     return None

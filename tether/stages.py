@@ -356,7 +356,12 @@ def _run_stage_modules(env: Env, inst: InstanceData, merged: dict[str, Any], sta
     if "reporting" in merged or "reporting" in env.system_config:  # imported only when configured
         from tether import reporting
         rep = reporting.for_stage(env.target, env.system_config, merged, status.stage)
-    run = run_modules(ctx, stage, names, status, only_frequency=frequency, force=force, report=rep)
+    from tether.output_cfg import routed
+    with routed(env.target, env.runner, merged, stage) as output_problems:  # cloud-config ``output``
+        run = run_modules(ctx, stage, names, status, only_frequency=frequency, force=force, report=rep)
+    for problem in output_problems:
+        LOG.warning("%s", problem)
+        status.recoverable_error(problem)
     if rep is not None:
         rep.stage_finish(status.stage, bool(status.errors), bool(status.recoverable))
     _append_events(env, status.stage, run)

@@ -119,3 +119,11 @@ def test_system_archive_is_checked_as_processed(tmp_path: Path, content: str, rc
     ud = f"#cloud-config-archive\n- type: text/cloud-config\n  content: '{content}'\n"
     proc = tether(_booted(tmp_path, ud), "schema", "--system", check=False)
     assert proc.returncode == rc, proc.stdout + proc.stderr
+
+
+def test_output_is_checked(run) -> None:  # type: ignore[no-untyped-def]
+    rc, out, _err = run("#cloud-config\noutput: {all: '>> /var/log/x', final: [a, b, c], later: '> /y'}\n")
+    assert rc == 1
+    assert "Error: output.final: expected [stdout, stderr], got a list of 3" in out
+    assert "Error: output.later: not a stage" in out
+    assert run("#cloud-config\noutput: {all: '| tee -a /var/log/x', final: {output: '> /o', error: '&1'}}\n")[0] == 0
