@@ -334,6 +334,16 @@ def test_apply_on_a_networkmanager_root(tmp_path: Path, nm_host: Host, fake_runn
     assert runner.commands() == ["networkctl reload"]
 
 
+def test_activate_when_networkmanager_is_not_running(tmp_path: Path, nm_host: Host, fake_runner: FakeRunner,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    t = root_with(tmp_path, NM_ROOT)
+    apply_network(t, nm_host, {}, V1_LAN, fake_runner, live=False)
+    runner = FakeRunner().expect("nmcli connection reload", code=8, stderr="Error: NetworkManager is not running.")
+    netapply.activate(t, runner)   # no profile is brought up, nothing raises
+    assert runner.commands() == ["nmcli connection reload"]
+    assert "nmcli connection reload exited 8: Error: NetworkManager is not running." in caplog.text
+
+
 def test_apply_reports_renderer_warnings(tmp_path: Path, nm_host: Host, fake_runner: FakeRunner) -> None:
     t = root_with(tmp_path, NM_ROOT)
     res = apply_network(t, nm_host, {}, example("bridge"), fake_runner, live=False)

@@ -137,13 +137,26 @@ def activate(target: Target, runner: Runner) -> None:
     except ValueError:
         applied = {}
     if applied.get("renderer") != "network-manager":
-        runner.run(["networkctl", "reload"], check=False, timeout=30)
+        _activate_step(runner, ["networkctl", "reload"], 30)
         return
-    runner.run(["nmcli", "connection", "reload"], check=False, timeout=30)
+    if not _activate_step(runner, ["nmcli", "connection", "reload"], 30):
+        return
     # as cloud-init's NetworkManager activator: each profile up by its file
     for path in applied.get("files", []):
         if path.endswith(".nmconnection"):
-            runner.run(["nmcli", "connection", "up", "filename", path], check=False, timeout=120)
+            _activate_step(runner, ["nmcli", "connection", "up", "filename", path], 120)
+
+
+def _activate_step(runner: Runner, argv: list[str], timeout: int) -> bool:
+    """Run one activation command; a failure is a warning (the files are in place for the next start)."""
+    try:
+        res = runner.run(argv, check=False, timeout=timeout)
+    except CommandError as e:
+        LOG.warning("network: %s", e)
+        return False
+    if res.code != 0:
+        LOG.warning("network: %s exited %d: %s", " ".join(argv), res.code, res.stderr.strip())
+    return res.code == 0
 
 
 def _netplan_generate(runner: Runner, result: NetworkResult) -> None:
