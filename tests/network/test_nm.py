@@ -180,7 +180,7 @@ def test_warnings_for_what_networkmanager_cannot_take() -> None:
                "mode": "balance-xor", "primary": "b", "lacp-rate": "fast", "arp-interval": 100}}}}
     kf = nm_keyfiles(parse_config(doc))
     assert kf.warnings == [
-        "v6only: IPv4 is off on this interface, so its IPv4 name servers (10.0.0.53) are not written",
+        "v6only: no IPv4 addressing on this interface, so its IPv4 name servers (10.0.0.53) are not written",
         "v6only: dhcp6: use-domains false needs use-dns false under NetworkManager (it takes DHCP name servers "
         "and search domains together); not written",
         "bond0: bond primary: NetworkManager accepts it only with mode active-backup, balance-tlb or balance-alb, "
@@ -188,6 +188,14 @@ def test_warnings_for_what_networkmanager_cannot_take() -> None:
         "bond0: bond lacp-rate: NetworkManager accepts fast only with mode 802.3ad; not written",
         "bond0: bond: NetworkManager needs arp-interval and arp-ip-targets together; neither is written"]
     assert dict(keyfile(kf.files["tether-bond0.nmconnection"])["bond"]) == {"mode": "balance-xor"}
+    only_dns = nm_keyfiles(parse_config({"version": 2, "ethernets": {"e": {"nameservers": {
+        "addresses": ["10.0.0.53", "fd00::53"], "search": ["x.example"]}}}}))
+    assert only_dns.warnings == [
+        "e: no IPv4 addressing on this interface, so its IPv4 name servers (10.0.0.53) are not written",
+        "e: no IPv6 addressing on this interface, so its IPv6 name servers (fd00::53) are not written",
+        "e: no IP configuration to carry the search domains; not written"]
+    if _nm_offline_works():
+        assert lost_in_networkmanager(only_dns.files["tether-e.nmconnection"]) == []
     # a renamed NIC matched by MAC is found by its MAC; the .link file renames it
     b = keyfile(kf.files["tether-b.nmconnection"])
     assert b["ethernet"]["mac-address"] == "52:54:00:00:00:02" and not b.has_option("connection", "interface-name")

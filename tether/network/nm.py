@@ -32,6 +32,7 @@ WAKE_ON_LAN_MAGIC = "64"
 LINK_LOCAL_ENABLED = "3"        # ipv4.link-local is an enum in keyfiles (NetworkManager 1.40+)
 TYPES = {"physical": "ethernet", "bond": "bond", "bridge": "bridge", "vlan": "vlan"}
 # NetworkManager refuses values outside these ranges (libnm's property limits)
+NO_DNS = ("disabled", "link-local")   # methods whose profiles NetworkManager refuses with DNS settings
 BRIDGE_LIMITS = {"forward-delay": (2, 30), "hello-time": (1, 10), "max-age": (6, 40), "ageing-time": (0, 1000000)}
 
 Items = list[tuple[str, str]]
@@ -250,16 +251,16 @@ def _route_value(r: Route, fam: int) -> str:
 
 
 def _dns(model: NetworkModel, iface: Interface, ip4: Items, ip6: Items, warn: list[str]) -> None:
-    """Name servers go to their family's section; search domains to the first family that is not disabled
-    (NetworkManager refuses DNS settings in a disabled family)."""
+    """Name servers go to their family's section; search domains to the first family with addresses
+    (NetworkManager refuses DNS settings where the method is disabled or link-local)."""
     ns, search = model.dns_for(iface)
-    on = {4: ip4[0][1] != "disabled", 6: ip6[0][1] != "disabled"}
+    on = {4: ip4[0][1] not in NO_DNS, 6: ip6[0][1] not in NO_DNS}
     for fam, items in ((4, ip4), (6, ip6)):
         servers = [s for s in ns if (":" in s) == (fam == 6)]
         if servers and on[fam]:
             items.append(("dns", _list(servers)))
         elif servers:
-            warn.append(f"{iface.id}: IPv{fam} is off on this interface, so its IPv{fam} name servers "
+            warn.append(f"{iface.id}: no IPv{fam} addressing on this interface, so its IPv{fam} name servers "
                         f"({', '.join(servers)}) are not written")
     if search:
         if on[4] or on[6]:
