@@ -257,12 +257,12 @@ class AzureDatasource(Datasource):
         gs_url = f"http://{ws}/machine/?comp=goalstate"
         try:
             resp = request(gs_url, headers=WIRE_HEADERS, timeout=timeout, retries=10, deadline=deadline,
-                           sleep=0.3)
+                           sleep=0.3, max_body=MAX_GOALSTATE)
             inc, cid, iid = parse_goal_state(resp.body, gs_url)
             url = f"http://{ws}/machine?comp=health"
             request(url, method="POST", data=health_report(inc, cid, iid),
                     headers={**WIRE_HEADERS, "Content-Type": "text/xml; charset=utf-8"},
-                    timeout=timeout, retries=10, deadline=deadline, sleep=0.3)
+                    timeout=timeout, retries=10, deadline=deadline, sleep=0.3, max_body=MAX_GOALSTATE)
         except HttpError as e:
             raise DatasourceError(str(e))
         LOG.info("reported ready to the Azure fabric (incarnation %s)", inc)

@@ -186,6 +186,10 @@ class HttpSource:
             try:
                 self._open()
                 return
+            except RangeUnsupportedError:
+                raise ImageSourceError(f"{self.shown}: {why} at byte {self.offset}, and it cannot be resumed: the "
+                                       "server does not support Range requests (it sent the whole file again)"
+                                       ) from None
             except ImageSourceError as e:
                 if not e.retryable:
                     raise

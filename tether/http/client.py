@@ -154,8 +154,6 @@ class Session:
                     raise _error(target.url, e) from None
                 return target.url, head, body
             self._drain(conn, head, method, head_deadline)
-            if hops >= max_redirects:
-                raise HttpError(first.url, f"more than {max_redirects} redirects (last to {urls.redact_url(location)})")
             new = urls.resolve(target.url, location)
             try:
                 nxt = urls.parse(new)
@@ -163,6 +161,8 @@ class Session:
                 raise HttpError(target.url, f"redirected to a URL that is not fetched: {e}") from None
             if target.scheme == "https" and nxt.scheme == "http":
                 raise HttpError(target.url, f"refused a redirect from https to http ({nxt.shown})")
+            if hops >= max_redirects:
+                raise HttpError(first.url, f"more than {max_redirects} redirects (the last to {nxt.shown})")
             if head.status == 303 or (head.status in (301, 302) and method == "POST"):
                 method, data = "GET", None
             LOG.debug("%s: HTTP %d, redirected to %s", target.shown, head.status, nxt.shown)

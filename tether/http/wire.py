@@ -27,7 +27,9 @@ class WireError(Exception):
 
     def __init__(self, message: str, kind: str = "net") -> None:
         super().__init__(message)
-        self.kind = kind      # "net" (retry), "timeout" (retry), "protocol" (no retry), "size" (no retry)
+        # "net", "timeout": another try may help; "protocol" (a malformed or oversized head), "size" (the body
+        # is over the caller's limit): it will not
+        self.kind = kind
 
 
 def _left(deadline: float, what: str) -> float:
@@ -185,14 +187,14 @@ class Conn:
                 raw, cut = bytes(self.buf[:end]), end + 2
                 break
             if len(self.buf) > MAX_HEAD:
-                raise WireError(f"response headers larger than {MAX_HEAD} bytes", "size")
+                raise WireError(f"response headers larger than {MAX_HEAD} bytes", "protocol")
             if not self.fill(deadline, "waiting for the response headers"):
                 if not self.buf:
                     raise WireError("the server closed the connection without answering")
                 raise WireError("the server closed the connection in the middle of the response headers",
                                 "protocol")
         if cut > MAX_HEAD:
-            raise WireError(f"response headers larger than {MAX_HEAD} bytes", "size")
+            raise WireError(f"response headers larger than {MAX_HEAD} bytes", "protocol")
         del self.buf[:cut]
         lines = raw.decode("latin-1").replace("\r\n", "\n").split("\n")
         parts = lines[0].split(None, 2)
@@ -200,7 +202,7 @@ class Conn:
             raise WireError(f"not an HTTP response (status line {_show(lines[0])})", "protocol")
         head = Head(int(parts[1]), parts[2].strip() if len(parts) > 2 else "", {}, parts[0])
         if len(lines) - 1 > MAX_HEADER_LINES:
-            raise WireError(f"more than {MAX_HEADER_LINES} response headers", "size")
+            raise WireError(f"more than {MAX_HEADER_LINES} response headers", "protocol")
         for line in lines[1:]:
             name, sep, value = line.partition(":")
             if not sep or not name or name != name.strip():
@@ -286,7 +288,7 @@ class Body:
                 if not self._chunk_line():
                     self.done = True
                     return
-            raise WireError(f"more than {MAX_HEADER_LINES} trailer lines", "size")
+            raise WireError(f"more than {MAX_HEADER_LINES} trailer lines", "protocol")
         self.remaining = size
 
     def read(self, n: int = READ_SIZE) -> bytes:
