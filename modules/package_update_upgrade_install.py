@@ -4,9 +4,11 @@ apt on Debian-family roots (``apt-get update``, ``dist-upgrade``, ``install name
 roots (``dnf makecache``, ``upgrade``, ``install name-version``; yum when there is no dnf), as cloud-init does.
 Package managers run scripts inside the system they install into, so they run live directly or offline
 chrooted into a root that holds a system (see tether.packages); otherwise a warning lists what was not done.
-Other families get a "not supported on <family>" warning; ``{apt: [...]}`` entries on a dnf system and
-``snap:`` packages are reported as not installed. ``package_reboot_if_required`` acts only live, one minute
-after the upgrade, so the rest of the final stage (scripts, phone home) still runs first.
+Other families get a "not supported on <family>" warning; ``{apt: [...]}`` entries on a dnf system are
+reported as not installed. ``{snap: [...]}`` entries are installed one at a time with ``snap install`` (a
+``[name, arg]`` pair passes ``arg``, e.g. ``--edge``), live only. ``package_reboot_if_required`` acts only
+live, one minute after an upgrade or install, so the rest of the final stage (scripts, phone home) still runs
+first.
 """
 
 from __future__ import annotations
@@ -88,19 +90,32 @@ class Config:
 
 
 def handle(ctx: ModuleContext, cfg: Config) -> None:
-    system = [p for item in cfg.packages for p in item.system]
-    apt_only = [p for item in cfg.packages for p in item.apt]
-    snaps = [p.name for item in cfg.packages for p in item.snap]
     update = cfg.package_update or bool(cfg.apt_update)
     upgrade = cfg.package_upgrade or bool(cfg.apt_upgrade)
     reboot = cfg.package_reboot_if_required or bool(cfg.apt_reboot_if_required)
-    if snaps:
-        ctx.warn(f"packages: snap packages are not supported by tether, not installed: {', '.join(snaps)}")
+    errors = _system_packages(ctx, cfg, update, upgrade)
+    errors += _snaps(ctx, [p for item in cfg.packages for p in item.snap])
+    if reboot and (upgrade or cfg.packages) and ctx.target.exists(REBOOT_FLAG):
+        if ctx.live:
+            LOG.warning("a package asks for a reboot; rebooting in one minute")
+            try:
+                ctx.run(["shutdown", "-r", "+1", "tether: rebooting after package upgrade"], timeout=30)
+            except CommandError as e:
+                errors.append(f"reboot: {e}")
+        else:
+            LOG.info("%s present; not rebooting an offline root", REBOOT_FLAG)
+    if errors:
+        raise ModuleError("; ".join(errors))
+
+
+def _system_packages(ctx: ModuleContext, cfg: Config, update: bool, upgrade: bool) -> list[str]:
+    system = [p for item in cfg.packages for p in item.system]
+    apt_only = [p for item in cfg.packages for p in item.apt]
     if not (system or apt_only or update or upgrade):
-        return
+        return []
     pm = packages.for_target(ctx, "package_update_upgrade_install")
     if pm is None:
-        return
+        return []
     if pm is not packages.APT:
         if apt_only:
             ctx.warn(f"packages: apt packages not installed, {pm.name} manages this system: "
@@ -108,11 +123,11 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
         apt_only = []
     specs = [pm.spec(p.name, p.version) for p in system + apt_only]
     if not (specs or update or upgrade):
-        return
+        return []
     if not ctx.can_run_in_target():
         ctx.warn(f"package_update_upgrade_install: nothing done, {ctx.target.root} holds no runnable system"
                  + (f" (not installed: {', '.join(specs)})" if specs else ""))
-        return
+        return []
     errors = []
     for what, args, timeout in (("update", pm.update, packages.UPDATE_TIMEOUT),
                                 ("upgrade", pm.upgrade, packages.INSTALL_TIMEOUT),
@@ -124,14 +139,25 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
             packages.run(ctx, pm, args, f"package {what}", timeout=timeout)
         except CommandError as e:
             errors.append(f"{pm.name} {args[0]}: {e}")
-    if reboot and ctx.target.exists(REBOOT_FLAG):
-        if ctx.live:
-            LOG.warning("a package asks for a reboot; rebooting in one minute")
-            try:
-                ctx.run(["shutdown", "-r", "+1", "tether: rebooting after package upgrade"], timeout=30)
-            except CommandError as e:
-                errors.append(f"reboot: {e}")
-        else:
-            LOG.info("%s present; not rebooting an offline root", REBOOT_FLAG)
-    if errors:
-        raise ModuleError("; ".join(errors))
+    return errors
+
+
+def _snaps(ctx: ModuleContext, snaps: list[Package]) -> list[str]:
+    """``{snap: [name, [name, --channel=beta]]}``: ``snap install name [args]`` one at a time (as cloud-init),
+    live only: snapd must be running."""
+    if not snaps:
+        return []
+    names = ", ".join(p.name for p in snaps)
+    if not ctx.live:
+        ctx.warn(f"packages: snap packages are installed on the booted system only, not installed: {names}")
+        return []
+    if not packages.has_executable(ctx, "snap"):
+        ctx.warn(f"packages: snap is not installed, not installed: {names}")
+        return []
+    errors = []
+    for p in snaps:
+        try:
+            ctx.run(["snap", "install", p.name, *([p.version] if p.version else [])], timeout=packages.INSTALL_TIMEOUT)
+        except CommandError as e:
+            errors.append(f"snap install {p.name}: {e}")
+    return errors

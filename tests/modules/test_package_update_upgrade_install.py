@@ -40,7 +40,8 @@ def test_update_upgrade_install_in_the_target(make_ctx, root, fake_runner):
     cmds = fake_runner.commands()[:3]
     assert cmds == [f"chroot {root} {APT} update", f"chroot {root} {APT} dist-upgrade",
                     f"chroot {root} {APT} install pwgen pastebinit libpython3.8=3.8.10-0ubuntu1~20.04.2 mg"]
-    assert any("snap packages are not supported by tether" in w and "certbot, juju" in w for w in ctx.warnings)
+    assert "packages: snap packages are installed on the booted system only, not installed: certbot, juju" in \
+        ctx.warnings
 
 
 @needs_root()
@@ -125,3 +126,21 @@ def test_live_reboot_when_required(make_ctx, root, fake_runner):
     fake_runner.expect("chroot * apt-get *").expect("shutdown -r +1 *")
     mod.handle(make_ctx(live=True), parse(mod, {"package_upgrade": True, "package_reboot_if_required": True}))
     assert fake_runner.commands("shutdown") == ["shutdown -r +1 tether: rebooting after package upgrade"]
+
+
+def test_snap_packages_live(make_ctx, root, fake_runner):
+    snap = root / "usr/bin/snap"
+    snap.parent.mkdir(parents=True, exist_ok=True)
+    snap.write_text("#!/bin/false\n")
+    snap.chmod(0o755)
+    fake_runner.expect("snap install certbot").expect("snap install juju *", code=1, stderr="error: no such channel")
+    with pytest.raises(ModuleError, match="snap install juju: .*no such channel"):
+        mod.handle(make_ctx(live=True), parse(mod, {"packages": [{"snap": ["certbot", ["juju", "--edge"]]}]}))
+    assert fake_runner.commands() == ["snap install certbot", "snap install juju --edge"]
+
+
+def test_snap_packages_without_snap(make_ctx, root, fake_runner):
+    ctx = make_ctx(live=True)
+    mod.handle(ctx, parse(mod, {"packages": [{"snap": ["certbot"]}]}))
+    assert ctx.warnings == ["packages: snap is not installed, not installed: certbot"]
+    assert fake_runner.calls == []
