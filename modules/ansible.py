@@ -192,6 +192,8 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
     if not ctx.can_run_in_target():
         ctx.warn(f"ansible: nothing run, {ctx.target.root} holds no runnable system")
         return
+    if isinstance(a.pull, Pull):
+        ctx.warn("ansible.pull: one mapping is deprecated, give a list of them")
     run = StepRunner(ctx, a)
     _install(ctx, a, run)
     if (a.pulls or (a.setup_controller and a.setup_controller.repositories)) and not run.has("git"):

@@ -116,3 +116,12 @@ def test_no_runnable_system(make_ctx, root, fake_runner):
     mod.handle(ctx, parse(mod, PULL))
     assert ctx.warnings == [f"ansible: nothing run, {root} holds no runnable system"]
     assert fake_runner.calls == []
+
+
+def test_single_pull_mapping_is_deprecated_but_runs(make_ctx, root, fake_runner):
+    _root(root, "/usr/bin/ansible-pull", "/usr/bin/git")
+    fake_runner.expect("chroot * ansible-pull *")
+    ctx = make_ctx()
+    mod.handle(ctx, parse(mod, {"ansible": {"pull": {"url": "u", "playbook_name": "site.yml"}}}))
+    assert fake_runner.commands() == [f"chroot {root} ansible-pull --url=u site.yml"]
+    assert ctx.warnings == ["ansible.pull: one mapping is deprecated, give a list of them"]
