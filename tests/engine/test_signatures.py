@@ -252,3 +252,42 @@ def test_refused_update_leaves_the_slots_untouched(loopdisk: LoopDisk, kimages: 
         what, st = stage(parse_host_config(cfg), Runner(), live, UpdateOptions())
         assert st["servicingState"] == "ab-update-staged"
     assert sha(loopdisk.part(ROOT_A)) == a_before
+
+
+def test_cli_install_checks_the_keys_of_its_root(loopdisk: LoopDisk, kimages: dict[str, BuiltImage],
+                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    import yaml
+
+    from tether.engine.cli import add_parsers
+
+    monkeypatch.setattr(signatures, "_trust", None)  # the CLI sets it from --root; restored after the test
+    root = tmp_path / "installer"
+    (root / "etc/tether/keys").mkdir(parents=True)
+    pub = tmp_path / "publisher"
+    pub.mkdir()
+    k = keygen(pub, "release")
+    trust(root / "etc/tether/keys", k, "release")
+    cfg = config(loopdisk.device, kimages["v1"])
+    unsigned = publish_cosi(kimages["v1"].cosi, tmp_path / "unsigned", None)
+    cfg["image"] = {"url": f"file://{unsigned}", "sha384": "ignored"}
+    cfg_file = tmp_path / "hc.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", default="/")
+    parser.add_argument("--debug", action="store_true")
+    add_parsers(parser.add_subparsers(dest="verb"))
+    before = sha(loopdisk.device)
+    args = parser.parse_args(["--root", str(root), "install", str(cfg_file), "--allowed-operations", "stage"])
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert "k1.cosi.sig: the image's signature is missing or unreadable" in err and str(root) in err
+    assert sha(loopdisk.device) == before  # not partitioned, nothing written
+
+    signed = publish_cosi(kimages["v1"].cosi, tmp_path / "signed", k)
+    cfg["image"] = {"url": f"file://{signed}", "sha384": "ignored"}
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    args = parser.parse_args(["--root", str(root), "install", str(cfg_file), "--allowed-operations", "stage"])
+    assert args.func(args) == 0, capsys.readouterr().err
