@@ -494,3 +494,18 @@ def test_renderer_module_loads_only_when_chosen(tmp_path: Path, files: dict[str,
                        capture_output=True, cwd=Path(__file__).parents[2], timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == want.split()
+
+
+def test_engine_host_configuration_netplan_on_a_networkmanager_slot(tmp_path: Path) -> None:
+    from tether.engine import osconfig
+    from tether.engine.hostconfig import parse_host_config
+    slot = root_with(tmp_path, NM_ROOT)
+    netplan = {"version": 2, "ethernets": {"uplink": {"match": {"macaddress": "52:54:00:12:34:56"},
+                                                      "set-name": "uplink", "dhcp4": True}}}
+    osconfig.apply_os(slot, parse_host_config({"os": {"netplan": netplan}}))
+    path = slot.path(f"{CONNECTIONS_DIR}/tether-uplink.nmconnection")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    profile = keyfile(path.read_text())
+    assert profile["ethernet"]["mac-address"] == "52:54:00:12:34:56" and profile["ipv4"]["method"] == "auto"
+    assert not slot.exists("/etc/systemd/network/10-tether-uplink.network")
+    assert slot.exists("/etc/systemd/network/10-tether-uplink.link")
