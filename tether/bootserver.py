@@ -40,6 +40,10 @@ STAGES = ("init", "modules-config", "modules-final")
 # longest stage unit's TimeoutSec= (tether-final.service); tests/core/test_bootserver.py checks the two agree.
 UNWATCHED_LIMIT = 3600.0
 PID_MAX = 4194304  # the kernel's highest pid_max
+# libraries the config and final stages' usual modules (runcmd, scripts_*, ssh_authkey_fingerprints,
+# write_files_deferred) share with the network stage's, and ctypes (each stage child's PR_SET_PDEATHSIG,
+# tether/stageproc.py): imported ahead for their children (Server.import_ahead)
+SHARED = ("tether.scripts", "tether.accounts", "tether.sshkeys", "tether.filesync", "shlex", "hashlib", "ctypes")
 
 
 def notify(message: str) -> bool:
@@ -224,7 +228,30 @@ class Server:
             return rc
 
         mount = self.cgroups if isinstance(self.cgroups, str) else None
-        return stageproc.run(stage, work, client, [self.fd, *self.replies.values()], UNWATCHED_LIMIT, mount)
+        return stageproc.run(stage, work, client, [self.fd, *self.replies.values()], UNWATCHED_LIMIT, mount,
+                             meanwhile=lambda stop: self.import_ahead(stage, stop))
+
+    def import_ahead(self, stage: str, stop: Callable[[], bool]) -> None:
+        """While the network stage runs in its child (the longest stage; the server is idle), import here what the
+        later stages' children would otherwise import again, each for itself: the machinery, the modules the
+        network stage ran last boot (tether/bootimports.py) and the libraries the later stages' modules share.
+        Each child starts from this process's imports. Not during the later stages: they are short, and importing
+        beside them only competes with them for the CPU."""
+        if stage != "init":
+            return
+        import importlib
+        import sys
+
+        from tether import bootimports
+        names = [*bootimports.wanted(bootimports.load(self.record) if self.record else []), *SHARED]
+        for name in names:
+            if stop():
+                return
+            if name not in sys.modules:
+                try:
+                    importlib.import_module(name)
+                except Exception as e:  # the stage meets and reports the same error itself
+                    LOG.debug("boot server: importing %s ahead failed: %s", name, e)
 
     def report(self, stage: str, why: str) -> None:
         """A stage killed before it could finish: its error in status.json, as its unit's failure."""

@@ -135,6 +135,11 @@ def _gone(pid: int, fd: int | None) -> bool:
     return False
 
 
+def _ended_yet(pid: int) -> bool:
+    """Whether the child has ended, without reaping it."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
 def _reap(pid: int) -> int | None:
     done, status = os.waitpid(pid, os.WNOHANG)
     return status if done else None
@@ -174,9 +179,11 @@ def _signal_name(sig: int) -> str:
 
 
 def run(stage: str, fn: Callable[[], int], client: int | None, close: Iterable[int], limit: float,
-        mount: str | None) -> Outcome:
+        mount: str | None, meanwhile: Callable[[Callable[[], bool]], None] | None = None) -> Outcome:
     """Run ``fn`` (one stage) in a child process for ``client``; return how it ended. Bounded by the client's life
-    (its unit's timeout) and, with no client to watch, by ``limit`` seconds."""
+    (its unit's timeout) and, with no client to watch, by ``limit`` seconds. ``meanwhile(stop)`` is work for this
+    process while the child runs; it must return soon after ``stop()`` is true (the child ended or the client is
+    gone)."""
     theirs: int | None = None
     if client is not None:
         try:
@@ -202,6 +209,8 @@ def run(stage: str, fn: Callable[[], int], client: int | None, close: Iterable[i
     os.close(go_w)
     LOG.info("boot server: stage %s in process %d%s", stage, pid, f" (cgroup {where})" if where else "")
     try:
+        if meanwhile is not None:
+            meanwhile(lambda: _ended_yet(pid) or (client is not None and _gone(client, theirs)))
         return _watch(stage, pid, mine, client, theirs, limit)
     finally:
         for fd in (mine, theirs):
