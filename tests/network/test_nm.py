@@ -22,6 +22,7 @@ from tests.network.test_v1 import example
 from tests.network.test_v2 import EQUIVALENT, FEATURES
 from tether.host import Host
 from tether.network import apply as netapply
+from tether.network import nm
 from tether.network.apply import apply_network
 from tether.network.nm import CONNECTIONS_DIR, nm_keyfiles, profile_uuid, sync_nm
 from tether.network.parse import parse_config
@@ -324,13 +325,14 @@ def test_apply_on_a_networkmanager_root(tmp_path: Path, nm_host: Host, fake_runn
     assert lan["ipv4"]["address1"] == "10.0.0.5/24" and lan["ipv4"]["gateway"] == "10.0.0.1"
     marker = json.loads(t.read_text(netapply.APPLIED_MARKER))
     assert marker["renderer"] == "network-manager" and len(marker["files"]) == 3
-    # the network stage, after replacing the fallback: reload, then each profile up by its file
+    # the network stage, after replacing the fallback: reload, then each profile up by its file, the VLAN's
+    # parent before the VLAN
     runner = FakeRunner().expect("nmcli *")
     netapply.activate(t, runner)
     assert runner.commands() == [
         "nmcli connection reload",
-        f"nmcli connection up filename {CONNECTIONS_DIR}/tether-lan0.7.nmconnection",
-        f"nmcli connection up filename {CONNECTIONS_DIR}/tether-lan0.nmconnection"]
+        f"nmcli connection up filename {CONNECTIONS_DIR}/tether-lan0.nmconnection",
+        f"nmcli connection up filename {CONNECTIONS_DIR}/tether-lan0.7.nmconnection"]
     # another renderer chosen later takes over and our profiles go
     res = apply_network(t, nm_host, {"system_info": {"network": {"renderers": ["networkd"]}}}, V1_LAN,
                         FakeRunner(), live=False)
@@ -509,3 +511,15 @@ def test_engine_host_configuration_netplan_on_a_networkmanager_slot(tmp_path: Pa
     assert profile["ethernet"]["mac-address"] == "52:54:00:12:34:56" and profile["ipv4"]["method"] == "auto"
     assert not slot.exists("/etc/systemd/network/10-tether-uplink.network")
     assert slot.exists("/etc/systemd/network/10-tether-uplink.link")
+
+
+def test_activation_order_devices_then_bonds_and_bridges_then_vlans(target: Target) -> None:
+    model = parse_config(yaml.safe_load(FEATURES))
+    rep, _ = sync_nm(model, target)
+    cmds = nm.activation_commands(target, sorted(rep.current))
+    ups = [c[-1].rsplit("/", 1)[1] for c in cmds[1:]]
+    assert cmds[0] == ["nmcli", "connection", "reload"] and all(c[:4] == ["nmcli", "connection", "up", "filename"]
+                                                                  for c in cmds[1:])
+    assert ups == ["tether-eno1.nmconnection", "tether-lan.nmconnection", "tether-p1.nmconnection",
+                   "tether-p2.nmconnection", "tether-p3.nmconnection", "tether-bond0.nmconnection",
+                   "tether-br0.nmconnection", "tether-vlan10.nmconnection"]

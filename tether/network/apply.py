@@ -136,21 +136,19 @@ def activate(target: Target, runner: Runner) -> None:
         applied = json.loads(target.read_text(APPLIED_MARKER, default="{}"))
     except ValueError:
         applied = {}
-    if applied.get("renderer") != "network-manager":
-        _activate_step(runner, ["networkctl", "reload"], 30)
-        return
-    if not _activate_step(runner, ["nmcli", "connection", "reload"], 30):
-        return
-    # as cloud-init's NetworkManager activator: each profile up by its file
-    for path in applied.get("files", []):
-        if path.endswith(".nmconnection"):
-            _activate_step(runner, ["nmcli", "connection", "up", "filename", path], 120)
+    commands = [["networkctl", "reload"]]
+    if applied.get("renderer") == "network-manager":
+        from tether.network import nm
+        commands = nm.activation_commands(target, applied.get("files", []))
+    for argv in commands:
+        if not _activate_step(runner, argv) and argv[-1] == "reload":
+            return   # the service is not running: it reads the files when it starts
 
 
-def _activate_step(runner: Runner, argv: list[str], timeout: int) -> bool:
+def _activate_step(runner: Runner, argv: list[str]) -> bool:
     """Run one activation command; a failure is a warning (the files are in place for the next start)."""
     try:
-        res = runner.run(argv, check=False, timeout=timeout)
+        res = runner.run(argv, check=False, timeout=120)   # above nmcli's own 90 s wait
     except CommandError as e:
         LOG.warning("network: %s", e)
         return False

@@ -74,6 +74,21 @@ def sync_nm(model: NetworkModel, target: Target) -> tuple[SyncReport, list[str]]
     return rep.merge(links), kf.warnings
 
 
+def activation_commands(target: Target, paths: list[str]) -> list[list[str]]:
+    """What cloud-init's NetworkManager activator runs once the profiles changed: a reload, then each profile up
+    by its file. Devices first, then bonds and bridges, then VLANs, so no profile waits for a parent that
+    is not up yet."""
+    rank = {"ethernet": 0, "bond": 1, "bridge": 2, "vlan": 3}
+    profiles = []
+    for path in paths:
+        if path.startswith(CONNECTIONS_DIR + "/") and path.endswith(SUFFIX):
+            kind = next((line[5:] for line in target.read_text(path, default="").splitlines()
+                         if line.startswith("type=")), "")
+            profiles.append((rank.get(kind, len(rank)), path))
+    return [["nmcli", "connection", "reload"]] + [["nmcli", "connection", "up", "filename", p]
+                                                  for _, p in sorted(profiles)]
+
+
 def remove_nm(target: Target) -> SyncReport:
     """Remove every profile a previous run wrote (used when another renderer takes over)."""
     return sync_files(target, CONNECTIONS_DIR, {}, owned_prefix=PREFIX, owned_suffixes=(SUFFIX,), mode=0o600)
