@@ -134,6 +134,17 @@ def _number(cfg: Mapping[str, Any], name: str, key: str, default: float, cap: fl
 
 
 Handler = LogHandler | WebhookHandler
+
+# one WebhookHandler per configuration and process: the stages served by one process (the boot server) share its
+# budget and its verdict on a dead endpoint
+_WEBHOOKS: dict[str, WebhookHandler] = {}
+
+
+def _webhook(name: str, cfg: Mapping[str, Any]) -> WebhookHandler:
+    key = json.dumps([name, cfg], sort_keys=True, default=str)
+    if key not in _WEBHOOKS:
+        _WEBHOOKS[key] = WebhookHandler(name, cfg)
+    return _WEBHOOKS[key]
 OAUTH_KEYS = ("consumer_key", "consumer_secret", "token_key", "token_secret")
 
 
@@ -174,7 +185,7 @@ def build(config: Mapping[str, Any]) -> list[Handler]:
                 if any(cfg.get(k) for k in OAUTH_KEYS):
                     raise ReportingConfigError(f"reporting.{name}: OAuth-signed webhooks ({', '.join(OAUTH_KEYS)}) "
                                                "are not supported by tether")
-                out.append(WebhookHandler(name, cfg))
+                out.append(_webhook(name, cfg))
             else:
                 raise ReportingConfigError(f"reporting.{name}.type: {kind!r} is not supported by tether "
                                            "(log, webhook)")

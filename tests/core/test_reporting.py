@@ -49,6 +49,11 @@ class Hook:
         return [e["name"] for e in self.events if event_type in (None, e["event_type"])]
 
 
+@pytest.fixture(autouse=True)
+def fresh_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reporting, "_WEBHOOKS", {})  # a test's dead endpoint is not another test's
+
+
 @pytest.fixture
 def hook() -> Iterator[Hook]:
     h = Hook()
@@ -171,6 +176,20 @@ def test_dead_endpoint_costs_at_most_its_bound(tmp_path: Path, dead: str) -> Non
     assert "no more events are sent to it by this process" in proc.stderr
     assert f"127.0.0.1:{dead.split(':')[2].split('/')[0]}" in proc.stderr
     assert (root / "etc/app.conf").exists()  # the stage itself went on
+
+
+def test_a_dead_endpoint_is_tried_once_per_process(dead: str, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = {"reporting": {"hook": {"type": "webhook", "endpoint": dead, "timeout": 1, "retries": 0}}}
+    t0 = time.monotonic()
+    for stage in ("init", "modules-config", "modules-final"):  # each stage builds its reporter again
+        rep = reporting.configured(cfg)
+        assert rep is not None
+        rep.stage_start(stage)
+        rep.module_start(stage, "runcmd", "always")
+        rep.stage_finish(stage, False, False)
+    took = time.monotonic() - t0
+    assert 0.9 < took < 2.0, took
+    assert caplog.text.count("no more events are sent to it by this process") == 1
 
 
 def test_slow_endpoint_is_cut_off_by_the_budget(monkeypatch: pytest.MonkeyPatch,
