@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Collection
 
 from tether.engine.hostconfig import FileSystem, HostConfiguration
-from tether.engine.parttypes import type_guid
+from tether.engine.parttypes import is_uuid, type_guid
 from tether.engine.sizes import parse_size
 from tether.errors import ConfigError
 
@@ -66,6 +66,7 @@ def check_logic(hc: HostConfiguration, known_ids: Collection[str] = (), image_cu
     st = hc.storage
     ids: dict[str, str] = {}
     partitions: dict[str, tuple[str, int | None, str]] = {}  # id -> (path, size or None for grow, type guid)
+    uuids: dict[str, str] = {}  # partition UUID -> the partition's key path
 
     def claim(i: str, path: str) -> None:
         if not _ID.match(i):
@@ -102,6 +103,13 @@ def check_logic(hc: HostConfiguration, known_ids: Collection[str] = (), image_cu
             partitions[part.id] = (pp, size, guid)
             if part.label is not None and len(part.label) > 36:
                 err(f"{pp}.label", "GPT labels hold at most 36 characters")
+            if part.uuid is not None:
+                if not is_uuid(part.uuid):
+                    err(f"{pp}.uuid", f"{part.uuid!r} is not a UUID (8-4-4-4-12 hex digits)")
+                elif part.uuid.lower() in uuids:
+                    err(f"{pp}.uuid", f"{part.uuid!r} is already the UUID of {uuids[part.uuid.lower()]}")
+                else:
+                    uuids[part.uuid.lower()] = pp
 
     pair_ids: dict[str, tuple[str, str]] = {}
     in_pair: dict[str, str] = {}

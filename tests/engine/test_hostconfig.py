@@ -307,6 +307,11 @@ def _esp_fs() -> dict[str, Any]:
      "is mounted read-only"),
     (lambda d: d["storage"]["disks"].append({"id": "other", "device": "/dev/vdb", "partitions": []}),
      "storage.disks[1].device: '/dev/vdb' is already the device of storage.disks[0]"),
+    (lambda d: d["storage"]["disks"][0]["partitions"][0].update(uuid="not-a-uuid"),
+     "storage.disks[0].partitions[0].uuid: 'not-a-uuid' is not a UUID"),
+    (lambda d: [p.update(uuid="0FC63DAF-8483-4772-8E79-3D69D8477DE4") for p in d["storage"]["disks"][0]["partitions"]],
+     "storage.disks[0].partitions[1].uuid: '0FC63DAF-8483-4772-8E79-3D69D8477DE4' is already the UUID of "
+     "storage.disks[0].partitions[0]"),
     (lambda d: d["storage"]["filesystems"].append({"source": "new", "type": "tmpfs"}),
      "storage.filesystems[3].mountPoint: missing: a tmpfs filesystem needs a mount point"),
     (lambda d: d["os"].update(netplan={"version": 1, "config": []}), "os.netplan.version: must be 2"),
