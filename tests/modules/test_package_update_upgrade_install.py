@@ -144,3 +144,15 @@ def test_snap_packages_without_snap(make_ctx, root, fake_runner):
     mod.handle(ctx, parse(mod, {"packages": [{"snap": ["certbot"]}]}))
     assert ctx.warnings == ["packages: snap is not installed, not installed: certbot"]
     assert fake_runner.calls == []
+
+
+@needs_root()
+def test_agent_packages_go_through_dnf_with_rpm_version_pins(make_ctx, root, fake_runner):
+    """What modules install (wireguard-tools, puppet=7.7.0, ...) uses the same manager choice."""
+    from tether import packages
+    fake_system(root)
+    _rhel_root(root)
+    fake_runner.expect("chroot * dnf *")
+    assert packages.install(make_ctx(), ["wireguard-tools", "puppet=7.7.0"], "test")
+    assert fake_runner.commands() == [f"chroot {root} dnf --assumeyes makecache",
+                                      f"chroot {root} dnf --assumeyes install wireguard-tools puppet-7.7.0"]
