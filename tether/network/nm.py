@@ -31,8 +31,8 @@ MULTI_CONNECT_MULTIPLE = "3"     # a profile that matches by glob or driver may 
 WAKE_ON_LAN_MAGIC = "64"
 LINK_LOCAL_ENABLED = "3"        # ipv4.link-local is an enum in keyfiles (NetworkManager 1.40+)
 TYPES = {"physical": "ethernet", "bond": "bond", "bridge": "bridge", "vlan": "vlan"}
-# NetworkManager refuses values outside these ranges (libnm's property limits)
 NO_DNS = ("disabled", "link-local")   # methods whose profiles NetworkManager refuses with DNS settings
+# NetworkManager refuses values outside these ranges (libnm's property limits)
 BRIDGE_LIMITS = {"forward-delay": (2, 30), "hello-time": (1, 10), "max-age": (6, 40), "ageing-time": (0, 1000000)}
 
 Items = list[tuple[str, str]]
