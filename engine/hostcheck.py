@@ -269,10 +269,12 @@ NETPLAN_DEVICE_KINDS = ("ethernets", "bonds", "bridges", "vlans", "wifis", "tunn
 
 
 def _check_netplan(doc: dict[str, object], err: Callable[[str, str], None]) -> None:
-    """Trident's netplan rules: no NetworkManager renderer (the new OS is configured for networkd), and device
-    ids that netplan can use (no white space, no glob characters: those only belong in ``match``)."""
+    """Trident's netplan rules: no ``renderer: NetworkManager`` (tether chooses the renderer from what the new OS
+    has, so the key would be ignored), and device ids netplan can use (no white space or glob characters: those
+    only belong in ``match``)."""
     if doc.get("renderer") == "NetworkManager":
-        err("os.netplan.renderer", "NetworkManager is not supported; leave renderer out or use networkd")
+        err("os.netplan.renderer", "NetworkManager is not supported as a renderer key (as in Trident); leave "
+            "renderer out: tether writes NetworkManager profiles by itself when the new OS has NetworkManager")
     for kind in NETPLAN_DEVICE_KINDS:
         devices = doc.get(kind)
         if not isinstance(devices, dict):
