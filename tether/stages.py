@@ -107,7 +107,9 @@ def find_datasource(env: Env, network: bool, status: StageStatus) -> tuple[Datas
         cls = _load_ds(name)
         if cls is None:
             continue
-        settings = (env.system_config.get("datasource") or {}).get(name) or {}
+        # NoCloudNet is configured as cloud-init's NoCloud (datasource.NoCloud.seedfrom), its NAME
+        ds_cfg = env.system_config.get("datasource") or {}
+        settings = ds_cfg.get(name) or ds_cfg.get(cls.NAME) or {}
         ds = cls(DsContext(env.host, env.target, env.runner, settings if isinstance(settings, dict) else {},
                            deadline))
         t0 = time.monotonic()
