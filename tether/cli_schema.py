@@ -6,7 +6,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import yaml
@@ -113,12 +113,18 @@ def _line_for(path: str, lines: dict[str, int]) -> int:
     return 1
 
 
-def annotate(text: str, errors: list[ConfigError]) -> str:
+def annotate(text: str, errors: list[ConfigError], deprecations: Sequence[tuple[str, str]] = ()) -> str:
+    """The text with ``# E1``/``# D1`` marks on the lines of errors and deprecated values, and the list of
+    both at the end (as cloud-init's ``--annotate``)."""
     lines = line_map(text)
     errors = sorted(errors, key=lambda e: _line_for(e.path, lines))
+    # deprecation paths are cloud-init's ("users.0.sudo"); line_map's are "users[0].sudo"
+    deps = [(re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", p), p, m) for p, m in deprecations]
     by_line: dict[int, list[str]] = {}
     for i, e in enumerate(errors, 1):
         by_line.setdefault(_line_for(e.path, lines), []).append(f"E{i}")
+    for i, (path, _p, _m) in enumerate(deps, 1):
+        by_line.setdefault(_line_for(path, lines), []).append(f"D{i}")
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         out.append(line + (f"\t\t# {','.join(by_line[n])}" if n in by_line else ""))
@@ -126,6 +132,10 @@ def annotate(text: str, errors: list[ConfigError]) -> str:
         out.append("")
         out.append("# Errors: -------------")
         out.extend(f"# E{i}: {e.path}: {e.message}" for i, e in enumerate(errors, 1))
+    if deps:
+        out.append("")
+        out.append("# Deprecations: -------------")
+        out.extend(f"# D{i}: {p}: {m}" for i, (_path, p, m) in enumerate(deps, 1))
     return "\n".join(out) + "\n"
 
 
@@ -266,10 +276,10 @@ def _report(source: str, v: Verdict, ann: bool) -> int:
     if v.kind in ("not-evaluated", "error"):
         print(v.notice, file=sys.stderr if v.kind == "error" else sys.stdout)
         return v.exit_code
-    if v.deprecations:
+    if v.deprecations and not ann:
         print("Cloud config schema deprecations: " + ", ".join(f"{p}: {m}" for p, m in v.deprecations))
     if ann:
-        sys.stdout.write(annotate(v.text, v.errors))
+        sys.stdout.write(annotate(v.text, v.errors, v.deprecations))
     if v.errors:
         if not ann:
             print(f"Invalid cloud-config {source}")

@@ -20,13 +20,15 @@ IDATA = {"v1": {"instance_id": "iid-1", "local_hostname": "web-1"}}
 
 @pytest.fixture
 def run(tmp_path: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
-    def go(text: str | bytes, with_instance_data: bool = True) -> tuple[int, str, str]:
+    def go(text: str | bytes, with_instance_data: bool = True, annotate: bool = False) -> tuple[int, str, str]:
         f = tmp_path / "ud"
         f.write_bytes(text if isinstance(text, bytes) else text.encode())
         args = ["--root", str(tmp_path / "emptyroot"), "schema", "-c", str(f)]
         if with_instance_data:
             (tmp_path / "idata.json").write_text(json.dumps(IDATA))
             args += ["--instance-data", str(tmp_path / "idata.json")]
+        if annotate:
+            args.append("--annotate")
         rc = main(args)
         out = capsys.readouterr()
         return rc, out.out, out.err
@@ -127,3 +129,10 @@ def test_output_is_checked(run) -> None:  # type: ignore[no-untyped-def]
     assert "Error: output.final: expected [stdout, stderr], got a list of 3" in out
     assert "Error: output.later: not a stage" in out
     assert run("#cloud-config\noutput: {all: '| tee -a /var/log/x', final: {output: '> /o', error: '&1'}}\n")[0] == 0
+
+
+def test_annotate_marks_deprecated_lines(run) -> None:  # type: ignore[no-untyped-def]
+    rc, out, _err = run("#cloud-config\nusers:\n  - name: a\n    sudo: false\n", annotate=True)
+    assert rc == 0
+    assert "    sudo: false\t\t# D1" in out.splitlines()
+    assert "# D1: users.0.sudo: Changed in cloud-init 22.2: the value false is deprecated, use null." in out
