@@ -33,9 +33,9 @@ MERGED_CFG_DOC = "DEPRECATED: use merged_system_cfg (the same content, cloud-ini
 # cloud-init's feature flags (cloudinit/features.py) with the behaviour tether has; a template or script that
 # checks one sees tether's answer.
 FEATURES = {
-    "ERROR_ON_USER_DATA_FAILURE": True,          # an unusable user-data part is an error in status
-    "ALLOW_EC2_MIRRORS_ON_NON_AWS_INSTANCE_TYPES": False,
-    "NOCLOUD_SEED_URL_APPEND_FORWARD_SLASH": True,
+    "ERROR_ON_USER_DATA_FAILURE": False,         # an unusable part is reported (status) and the boot goes on
+    "ALLOW_EC2_MIRRORS_ON_NON_AWS_INSTANCE_TYPES": False,   # apt_configure never picks EC2 mirrors
+    "NOCLOUD_SEED_URL_APPEND_FORWARD_SLASH": True,          # datasources/nocloud_net.py adds the "/"
 }
 # os-release ID -> cloud-init's variant (its util._get_variant); anything else is "linux"
 _VARIANTS = {"ubuntu": "ubuntu", "linuxmint": "ubuntu", "mint": "ubuntu", "opensuse-leap": "suse",
