@@ -69,8 +69,11 @@ class TrustStore:
         d = self.root.path(KEYS_DIR)
         if not d.is_dir():
             return []
+        _not_writable_by_others(d)
         lines: list[str] = []
         for f in sorted(d.iterdir()):
+            if f.name.endswith(".pub") or f.name == "allowed_signers" or f.name.endswith(".allowed_signers"):
+                _not_writable_by_others(f)
             if f.name.endswith(".pub"):
                 lines += _pub_lines(f, f.name[:-4])
             elif f.name == "allowed_signers" or f.name.endswith(".allowed_signers"):
@@ -92,6 +95,14 @@ def use(root: Target, runner: Runner) -> None:
 
 def trust() -> TrustStore:
     return _trust or TrustStore(Target.at("/"), Runner())
+
+
+def _not_writable_by_others(p: Path) -> None:
+    """A key anyone else could replace trusts nobody in particular."""
+    mode = p.stat().st_mode
+    if mode & 0o022:
+        raise SignatureError(f"{p}: writable by group or others (mode {mode & 0o7777:04o}); trusted keys must be "
+                             "writable by their owner only (chmod go-w)")
 
 
 def _text_lines(f: Path) -> list[str]:

@@ -206,6 +206,18 @@ def test_bad_key_files_are_named(keys: tuple[Path, Path], images: dict[str, Buil
         probe(images["v2"].cosi)
 
 
+def test_keys_writable_by_others_are_refused(keys: tuple[Path, Path], images: dict[str, BuiltImage]) -> None:
+    keydir, pub = keys
+    trust(keydir, keygen(pub, "release"), "release")
+    (keydir / "release.pub").chmod(0o666)
+    with pytest.raises(signatures.SignatureError, match=r"release\.pub: writable by group or others \(mode 0666\)"):
+        probe(images["v2"].cosi)
+    (keydir / "release.pub").chmod(0o644)
+    keydir.chmod(0o777)
+    with pytest.raises(signatures.SignatureError, match=r"keys: writable by group or others"):
+        probe(images["v2"].cosi)
+
+
 def sha(dev: str) -> str:
     with open(dev, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
