@@ -48,6 +48,9 @@ class _Server(ThreadingHTTPServer):
     # The default backlog of 5 drops SYNs when a datasource crawls in parallel (a 1 s retransmit each).
     request_queue_size = 128
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass              # a client that hangs up early (a size cap, a deadline) is not news here
+
 
 class MetadataServer:
     def __init__(self, routes: dict[str, Route] | None = None,
