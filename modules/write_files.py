@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import logging
 from dataclasses import dataclass, field
 
@@ -23,6 +22,7 @@ KEYS = ("write_files",)
 LOG = logging.getLogger(__name__)
 DEFAULT_OWNER = "root:root"
 DEFAULT_PERMS = 0o644
+MAX_CONTENT_BYTES = 128 * 1024 * 1024  # one entry's decoded content: a gzip bomb stops here, while inflating
 ENCODINGS = ("b64", "base64", "gz", "gzip", "gz+b64", "gzip+base64", "gz+base64", "gzip+b64", "text/plain")
 
 
@@ -77,13 +77,16 @@ def parse_mode(perms: str | int | None) -> int:
 def decode(entry: Entry) -> bytes:
     enc = entry.encoding.lower()
     data: bytes = entry.content.encode() if isinstance(entry.content, str) else entry.content
+    from tether.userdata.decompress import DecompressError, gunzip
+    from tether.userdata.limits import LimitExceeded
+
     try:
         if "b64" in enc or "base64" in enc:
             data = base64.b64decode(data, validate=False)
         if enc.startswith("gz"):
-            data = gzip.decompress(data)
-    except (binascii.Error, OSError, EOFError) as e:
-        raise ModuleError(f"{entry.path}: cannot decode {entry.encoding} content: {e}")
+            data = gunzip(data, limit=MAX_CONTENT_BYTES)
+    except (binascii.Error, DecompressError, LimitExceeded) as e:
+        raise ModuleError(f"{entry.path}: cannot decode {entry.encoding} content: {e}; not written")
     return data
 
 

@@ -96,13 +96,18 @@ def run_modules(ctx: ModuleContext, stage: str, names: list[tuple[str, str | Non
             run.events.append(ModuleEvent(name, stage, "already-ran", 0.0, freq))
             continue
         warnings: list[str] = []
+        why = ""
         try:
             cfg = module_config(mod, ctx.cloud_config, warnings)
         except ConfigErrors as e:
-            msg = f"module {name}: invalid configuration, skipped: {e}"
+            why = str(e)
+        except (MemoryError, RecursionError) as e:  # costs this module only
+            why = f"{type(e).__name__} while reading it"  # reported after this block, once its frames are freed
+        if why:
+            msg = f"module {name}: invalid configuration, skipped: {why}"
             LOG.warning("%s", msg)
             status.recoverable_error(msg)
-            run.events.append(ModuleEvent(name, stage, "invalid", time.monotonic() - t0, str(e)))
+            run.events.append(ModuleEvent(name, stage, "invalid", time.monotonic() - t0, why))
             continue
         for w in warnings:
             status.recoverable_error(f"module {name}: {w}")
@@ -115,8 +120,11 @@ def run_modules(ctx: ModuleContext, stage: str, names: list[tuple[str, str | Non
             # written before the run and kept if it fails, as cloud-init does: a module that failed (or was cut
             # off by a reboot) part-way through is not run again on the next boot, so a runcmd never runs twice
             ctx.target.write(sem, f"{time.time():.3f}\n", mode=0o644)
+        oom = False
         try:
             mod.handle(ctx, cfg)
+        except MemoryError:  # reported below, once this block ends and the module's frames are freed
+            oom = True
         except (ModuleError, CommandError, TetherError, OSError) as e:
             msg = f"module {name} failed: {e}"
             LOG.error("%s", msg)
@@ -130,6 +138,14 @@ def run_modules(ctx: ModuleContext, stage: str, names: list[tuple[str, str | Non
             LOG.error("module %s crashed: %s\n%s", name, e, traceback.format_exc())
             status.error(f"module {name} failed: {type(e).__name__}: {e}")
             run.events.append(ModuleEvent(name, stage, "failed", time.monotonic() - t0, repr(e)))
+            _collect(ctx, status, before, name)
+            if report is not None:
+                report.module_finish(stage, name, "FAIL")
+            continue
+        if oom:
+            LOG.error("module %s failed: ran out of memory", name)
+            status.error(f"module {name} failed: ran out of memory")
+            run.events.append(ModuleEvent(name, stage, "failed", time.monotonic() - t0, "MemoryError"))
             _collect(ctx, status, before, name)
             if report is not None:
                 report.module_finish(stage, name, "FAIL")

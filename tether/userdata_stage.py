@@ -40,8 +40,16 @@ def process_userdata(env: Env, inst: InstanceData, status: StageStatus) -> dict[
     for p in fetch.problems:
         LOG.warning("%s", p)
         status.recoverable_error(p)
-    processed = process(inst.userdata, inst.vendordata, instance_data=doc, fetch=fetch,
-                        vendor_enabled=vendor_enabled, include_once_cache=env.target.path(f"{idir}/urlcache"))
+    processed = None
+    try:
+        processed = process(inst.userdata, inst.vendordata, instance_data=doc, fetch=fetch,
+                            vendor_enabled=vendor_enabled, include_once_cache=env.target.path(f"{idir}/urlcache"))
+    except MemoryError:  # each part answers for itself; this is the last line, so the stage goes on
+        pass
+    if processed is None:
+        from tether.userdata import Processed
+        processed = Processed(errors=["ran out of memory while processing the user-data and vendor-data; both "
+                                      "ignored (the system config still applies)"])
     for w in processed.warnings:
         LOG.warning("user-data: %s", w)
         status.recoverable_error(f"user-data: {w}")

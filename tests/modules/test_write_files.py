@@ -63,3 +63,27 @@ def test_invalid_deferred_entry_does_not_drop_the_other_deferred_ones(make_ctx: 
     assert (root / "etc/late.conf").read_text() == "late\n"
     assert not (root / "etc/bad.conf").exists()
     assert status.errors == [] and status.recoverable == {}
+
+
+def _gzip_zeros(n: int) -> bytes:
+    import zlib
+    c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = b"\0" * (1 << 20)
+    return b"".join(c.compress(chunk) for _ in range(n >> 20)) + c.flush()
+
+
+def test_gzip_bomb_entry_is_stopped_while_inflating_and_costs_only_itself(make_ctx: Any, root: Path) -> None:
+    import base64
+    import time
+
+    bomb = base64.b64encode(_gzip_zeros(200 << 20)).decode()  # 200 MiB of zeros, about 270 kB encoded
+    cfg = {"write_files": [{"path": "/etc/bomb", "content": bomb, "encoding": "gz+b64"},
+                           {"path": "/etc/fine", "content": "fine\n"}]}
+    t = time.monotonic()
+    status, events = _run(make_ctx(cloud_config=cfg))
+    assert time.monotonic() - t < 10
+    assert not (root / "etc/bomb").exists()
+    assert (root / "etc/fine").read_text() == "fine\n"
+    assert [e.result for e in events] == ["failed"]
+    assert status.errors == ["module write_files failed: /etc/bomb: cannot decode gz+b64 content: gzip data "
+                             "inflates to more than 128 MiB (a gzip bomb?); not written"]

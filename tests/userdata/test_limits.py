@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import time
 import zlib
 
@@ -106,3 +107,63 @@ def test_yaml_alias_bomb() -> None:
     assert r.cloud_config == {}
     assert len(r.errors) == 1 and "alias bomb" in r.errors[0]
     assert r.errors[0].startswith("user-data part 1 (cloud-config): refused YAML")
+
+
+_LOW_MEMORY_RUN = """
+import json, os, resource, sys
+from tests.userdata.helpers import mime, run
+big = "#cloud-config\\nbig:\\n" + "- [a, b, c, d]\\n" * 700_000   # about 10 MB of YAML: 3.5 million nodes
+data = mime(("text/cloud-config", big), ("text/cloud-config", "#cloud-config\\nsmall: 2\\n"))
+with open("/proc/self/statm") as f:
+    vsize = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+resource.setrlimit(resource.RLIMIT_AS, (vsize + 300 * 1024 * 1024, resource.RLIM_INFINITY))
+r = run(data)
+print(json.dumps({"cfg": r.cloud_config, "errors": r.errors}))
+"""
+
+
+def test_running_out_of_memory_costs_only_that_part() -> None:
+    """A host with little memory and a big part: MemoryError while parsing it is that part's error only."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.run([sys.executable, "-c", _LOW_MEMORY_RUN], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parents[2])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["cfg"] == {"small": 2}
+    assert out["errors"] == ["user-data part 1 (cloud-config): ran out of memory while processing it; ignored"]
+
+
+def test_string_alias_bomb_costs_only_its_part() -> None:
+    refs = ", ".join(["*s"] * 1000)
+    bomb = f"#cloud-config\ns: &s {'x' * 500_000}\nl1: &l1 [{refs}]\nl2: [{', '.join(['*l1'] * 200)}]\n"
+    r = run(mime(("text/cloud-config", bomb), ("text/cloud-config", "#cloud-config\nusers: [default]\n")))
+    assert r.cloud_config == {"users": ["default"]}
+    assert r.errors == ["user-data part 1 (cloud-config): refused YAML: expands to more than 64 MiB of text "
+                        "through aliases (an alias bomb?)"]
+
+
+def test_jsonpatch_copy_bomb_is_refused_quickly() -> None:
+    ops = [{"op": "copy", "from": "/a", "path": "/a/-"}] * 40  # each copy doubles the list: 2**40 items
+    data = mime(("text/cloud-config", "#cloud-config\na: [1, 2]\n"),
+                ("text/cloud-config-jsonp", "#cloud-config-jsonp\n" + json.dumps(ops)),
+                ("text/cloud-config", "#cloud-config\nb: 1\n"))
+    t = time.monotonic()
+    r = run(data)
+    assert time.monotonic() - t < 5
+    assert r.cloud_config == {"a": [1, 2], "b": 1}
+    assert r.errors == ["user-data part 2 (cloud-config-jsonp): operation 18 (copy): the copies would grow the "
+                        "configuration past 1000000 nodes or 64 MiB of text (a copy bomb?); ignored"]
+
+
+def test_deeply_nested_jsonpatch_costs_only_its_part() -> None:
+    for depth, why in ((900, "operation 0 (add): nesting deeper than 200 levels"),
+                       (100_000, "invalid JSON: nested too deeply")):
+        value = "[" * depth + "]" * depth
+        patch = f'#cloud-config-jsonp\n[{{"op": "add", "path": "/runcmd", "value": {value}}}]'
+        r = run(mime(("text/cloud-config-jsonp", patch), ("text/cloud-config", "#cloud-config\nb: 1\n")))
+        assert r.cloud_config == {"b": 1}
+        assert r.errors == [f"user-data part 1 (cloud-config-jsonp): {why}; ignored"]

@@ -6,6 +6,8 @@ import copy
 import json
 from typing import Any
 
+from tether.yamlsafe import MAX_EXPANDED_BYTES, MAX_EXPANDED_NODES, expanded_size
+
 
 class PatchError(ValueError):
     pass
@@ -97,14 +99,21 @@ def apply(doc: dict[str, Any], text: str) -> Any:
         ops = json.loads(text)
     except ValueError as e:
         raise PatchError(f"invalid JSON: {e}") from None
+    except RecursionError:
+        raise PatchError("invalid JSON: nested too deeply") from None
     if not isinstance(ops, list):
         raise PatchError("a JSON patch is a list of operations")
     out: Any = copy.deepcopy(doc)
+    # copies are counted as they are made, so a patch that copies a list into itself 40 times stops at the
+    # bound YAML documents have, instead of doubling the document until memory runs out
+    grown = [0, 0]
     for i, op in enumerate(ops):
         if not isinstance(op, dict) or not isinstance(op.get("op"), str) or not isinstance(op.get("path"), str):
             raise PatchError(f"operation {i}: needs string 'op' and 'path'")
         kind, path = op["op"], op["path"]
         try:
+            if kind in ("add", "replace") and "value" in op:
+                _count(grown, op["value"])
             if kind == "add":
                 out = _add(out, path, copy.deepcopy(op["value"]))
             elif kind == "remove":
@@ -116,7 +125,9 @@ def apply(doc: dict[str, Any], text: str) -> Any:
             elif kind in ("move", "copy"):
                 if not isinstance(op.get("from"), str):
                     raise PatchError("needs a string 'from'")
-                value = copy.deepcopy(_get(out, op["from"]))
+                value = _get(out, op["from"])
+                _count(grown, value)
+                value = copy.deepcopy(value)
                 if kind == "move":
                     out = _remove(out, op["from"])
                 out = _add(out, path, value)
@@ -130,3 +141,17 @@ def apply(doc: dict[str, Any], text: str) -> Any:
         except PatchError as e:
             raise PatchError(f"operation {i} ({kind}): {e}") from None
     return out
+
+
+def _count(grown: list[int], value: Any) -> None:
+    """Add an added or copied value's expanded size to the patch's running total; past the bounds (or nested
+    deeper than YAML may be), refuse."""
+    try:
+        nodes, chars = expanded_size(value)
+    except ValueError as e:  # nested too deeply
+        raise PatchError(str(e)) from None
+    grown[0] += nodes
+    grown[1] += chars
+    if grown[0] > MAX_EXPANDED_NODES or grown[1] > MAX_EXPANDED_BYTES:
+        raise PatchError(f"the copies would grow the configuration past {MAX_EXPANDED_NODES} nodes or "
+                         f"{MAX_EXPANDED_BYTES >> 20} MiB of text (a copy bomb?)")

@@ -99,7 +99,16 @@ class Walker:
                 ctype = ""
         if not ctype or ctype in detect.TYPES_TO_SNIFF:
             ctype = detect.sniff(payload) or ctype or detect.PLAIN
-        self._dispatch(n, ctype, part, payload, where, via="")
+        failed = ""
+        try:
+            self._dispatch(n, ctype, part, payload, where, via="")
+        except MemoryError:  # costs this part only; reported once the block ends and its frames are freed
+            failed = "ran out of memory"
+        except RecursionError:
+            failed = "nested too deeply"
+        if failed:
+            self.errors.append(f"{self.source} part {n} ({detect.short_name(ctype)}{where}): {failed} while "
+                               "processing it; ignored")
 
     def _dispatch(self, n: int, ctype: str, part: Part, payload: bytes, where: str, via: str) -> None:
         label = f"{self.source} part {n} ({detect.short_name(ctype)}{via}{where})"
