@@ -119,7 +119,8 @@ class LoopDisk:
 
 
 def _cleanup(dev: str) -> None:
-    for mp in mounts_under("/run/tether-engine") + mounts_under(dev + "p"):
+    # only this disk's mounts: other tests (in parallel sessions) have theirs under /run/tether-engine too
+    for mp in mounts_under(dev + "p"):
         subprocess.run(["umount", "-l", mp], capture_output=True)
     subprocess.run(["losetup", "-d", dev], capture_output=True)
 
