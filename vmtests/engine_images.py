@@ -159,6 +159,13 @@ def engine_layer(root: Path) -> None:
     (etc / "tether").mkdir(parents=True, exist_ok=True)
     (etc / "tether/engine.json").write_text(json.dumps({"datastore": DATASTORE}, indent=1) + "\n")
     (etc / "tether/host-configuration.yaml").write_text(yaml.safe_dump(INSTALLED, sort_keys=False))
+    # slot A's marker, as tether install would have written it: rollback and commit check it against the record
+    # (slot B and the update image carry the same tree; a staging replaces the marker with its own)
+    from tether.engine.slots import MARKER as SLOT_MARKER
+    from tether.engine.slots import spec_digest
+
+    (root / SLOT_MARKER.lstrip("/")).write_text(json.dumps({"volume": "volume-a", "specDigest": spec_digest(_spec()),
+                                                            "generation": 1}, indent=1, sort_keys=True) + "\n")
     # Generous metadata waits: with other VMs on the 2 cores, the default 10 s made the first boot fall back to
     # the None datasource ("response still arriving at the deadline"), and then the metadata names no update.
     (etc / "tether/tether.cfg.d").mkdir(parents=True, exist_ok=True)
@@ -219,13 +226,19 @@ def _build(work: Path, wheel: Path, base: Path, log: Any) -> None:
     (work / "info.json").write_text(json.dumps({"v2_sha256": h.hexdigest(), "partuuids": uuids}))
 
 
+def _spec() -> dict[str, Any]:
+    from tether.engine.hostconfig import parse_host_config, to_data
+
+    return to_data(parse_host_config(INSTALLED, "adopted host configuration"))
+
+
 def _adopt_state(work: Path, img: Path, parts: dict[str, disk.Partition], uuids: dict[str, str]) -> None:
     from tether.engine import state
-    from tether.engine.hostconfig import parse_host_config, to_data
+    from tether.engine.slots import spec_digest
 
     tree = work / "state"
     (tree / "vmtest").mkdir(parents=True)
-    spec = to_data(parse_host_config(INSTALLED, "adopted host configuration"))
+    spec = _spec()
     ids = {"esp": "esp", "root-a": "root-a", "root-b": "root-b", rootfs.STATE_LABEL: "tether-state"}
     with state.StateStore(tree / "datastore.sqlite") as store:
         doc = state.empty_status()
@@ -237,7 +250,7 @@ def _adopt_state(work: Path, img: Path, parts: dict[str, disk.Partition], uuids:
             "partitionPaths": {ids[name]: f"/dev/vda{p.number}" for name, p in parts.items()},
             "partitionUuids": {ids[name]: uuids[name] for name in parts},
             "slots": {"volume-a": {"state": "committed", "entryId": "tether-1-volume-a", "committedAt": state.now(),
-                                   "adopted": True}},
+                                   "adopted": True, "specDigest": spec_digest(spec), "generation": 1}},
         })
         store.record(doc, "adopted")
     os.chmod(tree / "datastore.sqlite", 0o600)
