@@ -240,7 +240,7 @@ def finalize_install(hc: HostConfiguration, env: ServicingEnv) -> tuple[str, dic
                 if Layout(hc).pairs:
                     slots.check_record(doc, VOLUME_A, doc["spec"], (slots.STAGED,))
                 slots.check_marker(new_root, doc, VOLUME_A, doc["spec"])
-                backend, name = _install_backend(env, new_root, new_root.path(esp_mp))
+                backend, name = _install_backend(env, new_root, new_root.path(esp_mp), hc.os.uefi_fallback)
                 kernel, initrd = find_kernel(new_root)
                 cmdline = entry_cmdline([], [], extra_cmdline(doc["spec"]), carry=False)
                 puuid = doc["partitionUuids"][layout.partition_for(root_id, VOLUME_A)]
@@ -292,7 +292,10 @@ def _firmware_entry(env: ServicingEnv, backend_name: str, esp_device: str, esp_p
     return f"Boot{num:04X}"
 
 
-def _install_backend(env: ServicingEnv, new_root: Target, esp: Path) -> tuple[BootBackend, str]:
+def _install_backend(env: ServicingEnv, new_root: Target, esp: Path,
+                     uefi_fallback: str) -> tuple[BootBackend, str]:
+    from tether.engine.bootsetup import fallback_action
+
     if env.backend is not None:
         return env.backend, env.backend.name
     name = env.backend_name
@@ -301,12 +304,17 @@ def _install_backend(env: ServicingEnv, new_root: Target, esp: Path) -> tuple[Bo
         name = "systemd-boot" if image_sdboot.is_file() or (esp / "loader").is_dir() else "grub"
     backend = open_backend(name, root=new_root, esp=esp, machine=env.machine, runner=env.runner,
                            uefi_disk=env.uefi_disk)
+    note = fallback_action(name, uefi_fallback, "clean-install", "finalize")[1]
+    if note:
+        LOG.warning("%s", note)
     if name == "systemd-boot":
         from tether.engine.boot_systemd import SystemdBoot
 
         assert isinstance(backend, SystemdBoot)
         if image_sdboot.is_file():
-            backend.install_loader(image_sdboot)
+            # os.uefiFallback: whether the removable path EFI/BOOT/BOOTX64.EFI gets systemd-boot too
+            fallback, _note = fallback_action("systemd-boot", uefi_fallback, "clean-install", "finalize")
+            backend.install_loader(image_sdboot, fallback=fallback)
         elif not (esp / "loader").is_dir():
             raise BootError(f"the image has no systemd-boot ({SYSTEMD_BOOT_EFI}) and the ESP has none")
     return backend, name

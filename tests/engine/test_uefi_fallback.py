@@ -71,3 +71,24 @@ def test_disabled_leaves_someone_elses_fallback_alone(tmp_path: Path) -> None:
     assert (esp / "EFI/BOOT/BOOTX64.EFI").read_bytes() == b"other loader"
     sd.install_loader(binary)  # the default (conservative) takes the path over
     assert (esp / "EFI/BOOT/BOOTX64.EFI").read_bytes() == BINARY
+
+
+@pytest.mark.parametrize("mode,written", [("conservative", True), ("disabled", False)])
+def test_clean_install_finalize_honours_the_mode(tmp_path: Path, mode: str, written: bool) -> None:
+    """The clean install's boot loader step passes os.uefiFallback on: disabled leaves EFI/BOOT alone."""
+    from tether.engine.bootsetup import SYSTEMD_BOOT_EFI, Machine
+    from tether.engine.finalize import ServicingEnv, _install_backend
+    from tether.runner import Runner
+    from tether.target import Target
+
+    root = Target.at(tmp_path / "root")
+    root.write(SYSTEMD_BOOT_EFI, BINARY)
+    esp = tmp_path / "esp"
+    esp.mkdir()
+    m = tmp_path / "machine"
+    env = ServicingEnv(root=root, runner=Runner(), backend_name="systemd-boot",
+                       machine=Machine(cmdline=m / "cmdline", boot_id=m / "boot_id", efivars=m / "efivars"))
+    _backend, name = _install_backend(env, root, esp, mode)
+    assert name == "systemd-boot"
+    assert (esp / "EFI/systemd/systemd-bootx64.efi").read_bytes() == BINARY
+    assert (esp / "EFI/BOOT/BOOTX64.EFI").exists() == written
