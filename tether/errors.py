@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 
 class TetherError(Exception):
     """Base for every error tether reports to a user."""
@@ -33,14 +37,18 @@ class DatasourceError(TetherError):
 
 
 class CommandError(TetherError):
-    """A command exited non-zero or timed out."""
+    """A command exited non-zero or timed out. Its argv, output and message hold no secret: the ones named in
+    ``secrets`` and the ones registered for the process (tether.redact) are replaced where they are stored."""
 
     def __init__(self, argv: list[str], code: int | None, stdout: str = "", stderr: str = "",
-                 reason: str = "") -> None:
-        self.argv = list(argv)
+                 reason: str = "", secrets: Sequence[str] = ()) -> None:
+        from tether.redact import redact
+
+        self.argv = [redact(str(a), secrets) for a in argv]
         self.code = code
-        self.stdout = stdout
-        self.stderr = stderr
+        self.stdout = redact(stdout, secrets)
+        self.stderr = stderr = redact(stderr, secrets)
+        argv = self.argv
         what = reason or f"exit code {code}"
         tail = stderr.strip().splitlines()[-1] if stderr.strip() else ""
         super().__init__(f"command {argv[0]!r} failed ({what})" + (f": {tail}" if tail else ""))

@@ -1,7 +1,8 @@
 """Logging: /var/log/tether.log (0640) in the target, stderr for warnings (everything with --debug).
 
 A filter replaces every registered secret (passwords, tokens, keys) before any handler sees a record, as a
-second line of defence behind each caller's own care.
+second line of defence behind each caller's own care, and the formatter escapes control characters (a server's
+raw bytes, user-data) so a log line cannot rewrite the terminal or forge another line (tether.redact).
 """
 
 from __future__ import annotations
@@ -10,26 +11,27 @@ import logging
 import os
 import sys
 
+from tether.redact import _SECRETS, add_secret, escape_controls, redact  # _SECRETS: tests clear what they add
 from tether.target import Target
 
-_SECRETS: set[str] = set()
 FORMAT = "%(asctime)s - %(name)s[%(levelname)s]: %(message)s"
-
-
-def add_secret(value: str | None) -> None:
-    if value and len(value) >= 4:
-        _SECRETS.add(value)
+__all__ = ["FORMAT", "_SECRETS", "RedactFilter", "SafeFormatter", "add_secret", "setup"]
 
 
 class RedactFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if _SECRETS:
-            msg = record.getMessage()
-            for s in _SECRETS:
-                if s in msg:
-                    msg = msg.replace(s, "<redacted>")
-            record.msg, record.args = msg, None
+        msg = record.getMessage()
+        clean = redact(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
         return True
+
+
+class SafeFormatter(logging.Formatter):
+    """Formats as usual, then escapes control characters; newlines stay (tracebacks, multi-line messages)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape_controls(redact(super().format(record)), multiline=True)
 
 
 def setup(target: Target, debug: bool = False, to_file: bool = True) -> None:
@@ -39,7 +41,7 @@ def setup(target: Target, debug: bool = False, to_file: bool = True) -> None:
     root.setLevel(logging.DEBUG)
     err = logging.StreamHandler(sys.stderr)
     err.setLevel(logging.DEBUG if debug else logging.WARNING)
-    err.setFormatter(logging.Formatter("tether: %(levelname)s: %(message)s" if not debug else FORMAT))
+    err.setFormatter(SafeFormatter("tether: %(levelname)s: %(message)s" if not debug else FORMAT))
     err.addFilter(RedactFilter())
     root.addHandler(err)
     if not to_file:
@@ -51,7 +53,7 @@ def setup(target: Target, debug: bool = False, to_file: bool = True) -> None:
         os.fchmod(fd, 0o640)
         fh = logging.StreamHandler(os.fdopen(fd, "a", buffering=1))
         fh.setLevel(logging.DEBUG)
-        fh.setFormatter(logging.Formatter(FORMAT))
+        fh.setFormatter(SafeFormatter(FORMAT))
         fh.addFilter(RedactFilter())
         root.addHandler(fh)
     except OSError as e:

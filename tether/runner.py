@@ -13,10 +13,11 @@ from collections.abc import Mapping, Sequence
 from tether import log
 from tether.errors import CommandError
 from tether.record import Record
+from tether.redact import REDACTED, redact
 
 LOG = log.get(__name__)
 DEFAULT_TIMEOUT = 300.0
-REDACTED = "<redacted>"
+__all__ = ["CLOCK", "DEFAULT_TIMEOUT", "REDACTED", "Result", "Runner", "redact"]
 
 
 class Result(Record):
@@ -30,13 +31,6 @@ class Result(Record):
         self.stdout = stdout
         self.stderr = stderr
         self.seconds = seconds
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    for s in secrets:
-        if s:
-            text = text.replace(s, REDACTED)
-    return text
 
 
 class _Clock:
@@ -95,18 +89,18 @@ class Runner:
             )
         except subprocess.TimeoutExpired as e:
             CLOCK.commands += time.monotonic() - start
-            raise CommandError(full, None, _text(e.stdout), redact(_text(e.stderr), secrets),
-                               reason=f"timed out after {timeout:g}s")
+            raise CommandError(full, None, _text(e.stdout), _text(e.stderr), reason=f"timed out after {timeout:g}s",
+                               secrets=secrets)
         except FileNotFoundError:
-            raise CommandError(full, 127, "", f"{full[0]}: command not found", reason="not found")
+            raise CommandError(full, 127, "", f"{full[0]}: command not found", reason="not found", secrets=secrets)
         except PermissionError as e:
-            raise CommandError(full, 126, "", str(e), reason="permission denied")
+            raise CommandError(full, 126, "", str(e), reason="permission denied", secrets=secrets)
         res = Result(full, proc.returncode, _text(proc.stdout), _text(proc.stderr),
                      time.monotonic() - start)
         CLOCK.commands += res.seconds
         LOG.debug("  exit %d after %.3f s: %s", proc.returncode, res.seconds, full[0])
         if check and proc.returncode != 0:
-            raise CommandError(full, proc.returncode, res.stdout, redact(res.stderr, secrets))
+            raise CommandError(full, proc.returncode, res.stdout, res.stderr, secrets=secrets)
         return res
 
 

@@ -6,6 +6,7 @@ import json
 import time
 
 from tether.paths import PATHS, Paths
+from tether.redact import clean
 from tether.target import Target
 
 TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
@@ -60,11 +61,13 @@ class StageStatus:
         doc["v1"]["stage"] = self.stage
         write_status(self.target, doc, self.paths)
 
+    # status.json and result.json are world-readable and ``tether status`` prints them: every message is one
+    # line with no secret and no raw control character, whoever built it
     def error(self, msg: str) -> None:
-        self.errors.append(msg)
+        self.errors.append(clean(msg))
 
     def recoverable_error(self, msg: str, level: str = "WARNING") -> None:
-        self.recoverable.setdefault(level, []).append(msg)
+        self.recoverable.setdefault(level, []).append(clean(msg))
 
     def finish(self) -> None:
         doc = read_status(self.target, self.paths)

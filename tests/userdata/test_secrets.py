@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -97,3 +98,73 @@ def test_a_check_that_quotes_a_secret_field_is_scrubbed() -> None:
     with pytest.raises(ConfigErrors) as ei:
         convert(Login, {"name": "bob", "secret": "hunter2"})
     assert str(ei.value) == "(top): secret <redacted> for bob is too short"
+
+
+def test_command_error_redacts_argv_output_and_message() -> None:
+    from tether.errors import CommandError
+    from tether.runner import Runner
+
+    with pytest.raises(CommandError) as ei:
+        Runner().run(["sh", "-c", 'echo "out $1"; echo "err $1" >&2; exit 3', "sh", SECRET], secrets=[SECRET])
+    e = ei.value
+    assert e.code == 3
+    assert e.stdout == "out <redacted>\n" and e.stderr == "err <redacted>\n"
+    assert e.argv[-1] == "<redacted>" and SECRET not in repr(e.argv)
+    assert str(e) == "command 'sh' failed (exit code 3): err <redacted>"
+
+
+def test_registered_secrets_are_redacted_from_command_errors_and_status(tmp_path: Path) -> None:
+    from tether import redact
+    from tether.errors import CommandError
+    from tether.runner import Runner
+    from tether.status import StageStatus
+    from tether.target import Target
+
+    redact.add_secret(SECRET)
+    try:
+        with pytest.raises(CommandError) as ei:
+            Runner().run(["sh", "-c", f"echo token={SECRET} >&2; exit 1"])
+        assert SECRET not in str(ei.value) and SECRET not in ei.value.stderr and SECRET not in repr(ei.value.argv)
+        status = StageStatus(Target.at(tmp_path), "init")
+        status.error(f"module x failed: {ei.value}")
+        status.recoverable_error(f"a message quoting {SECRET} itself")
+        status.finish()
+    finally:
+        redact._SECRETS.discard(SECRET)
+    text = (tmp_path / "run/tether/status.json").read_text()
+    assert SECRET not in text and "<redacted>" in text
+
+
+def test_control_characters_from_outside_are_escaped_in_status_and_log(tmp_path: Path) -> None:
+    from tether import logs
+    from tether.status import StageStatus
+    from tether.target import Target
+
+    hostile = "server said \x1b[2J\x1b]0;owned\x07\rfake: all good\nsecond line \x00\udcff"
+    status = StageStatus(Target.at(tmp_path), "init")
+    status.recoverable_error(f"datasource Ec2: {hostile}")
+    status.finish()
+    doc = json.loads((tmp_path / "run/tether/status.json").read_text())
+    (msg,) = doc["v1"]["init"]["recoverable_errors"]["WARNING"]
+    assert msg == ("datasource Ec2: server said \\x1b[2J\\x1b]0;owned\\x07\\x0dfake: all good\\x0asecond line "
+                   "\\x00\\udcff")
+    assert msg.isprintable()
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        logs.setup(Target.at(tmp_path), to_file=True)
+        logging.getLogger("tether.test").warning("got %s", hostile)
+        for h in root.handlers:
+            h.flush()
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+            if h not in saved[0]:
+                h.close()
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+    text = (tmp_path / "var/log/tether.log").read_bytes().decode()
+    assert "got server said \\x1b[2J\\x1b]0;owned\\x07\\x0dfake: all good\nsecond line \\x00\\udcff" in text
+    assert "\x1b" not in text and "\r" not in text and "\x00" not in text
