@@ -213,8 +213,10 @@ def from_metadata(env: ServicingEnv, policy: RebootPolicy, *, host: Host | None 
         if decision.reboot and env.reboot:
             if held := wait_for_blockers(env.runner, policy.inhibitor_wait):
                 return done(0, "finalized", f"finalized earlier; {deferred_reason(held, policy.inhibitor_wait)}")
+            out = done(0, "rebooting", f"finalized earlier; rebooting now ({decision.reason})")
+            _announce_reboot(env, out.reason)
             reboot(env, "the finalized slot boots")
-            return done(0, "rebooting", f"finalized earlier; rebooting now ({decision.reason})")
+            return out
         return done(0, "none", f"finalized; waiting for a reboot ({decision.reason})")
     if cur not in (state.PROVISIONED, state.AB_UPDATE_STAGED):
         return done(0, "none", f"servicing state {cur}: not updating now")
@@ -249,9 +251,18 @@ def from_metadata(env: ServicingEnv, policy: RebootPolicy, *, host: Host | None 
         return done(0, "finalized", f"{what}; {msg}; {deferred_reason(held, policy.inhibitor_wait)}")
     if env.reboot:
         out = done(0, "rebooting", f"{what}; {msg}; rebooting ({decision.reason})")
+        _announce_reboot(env, out.reason)
         reboot(env, "the new slot boots")
         return out
     return done(0, "finalized", f"{what}; {msg}; not rebooting ({decision.reason})")
+
+
+def _announce_reboot(env: ServicingEnv, reason: str) -> None:
+    """The reporting handlers hear of the reboot before it happens (after it, the event may die with the host)."""
+    if env.reboot:
+        from tether import reporting
+
+        reporting.servicing_event(env.root, "rebooting", reason)
 
 
 def cmd_from_metadata(args: argparse.Namespace, make_env: Callable[..., ServicingEnv]) -> int:

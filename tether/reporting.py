@@ -264,7 +264,8 @@ def servicing_config(root: Target) -> list[Mapping[str, Any] | None]:
     return [system, store.load_config(iid) if iid else None]
 
 
-CHECK_ACTIONS = {"none": "check", "staged": "staged", "finalized": "finalized", "rebooting": "rebooting",
+# "rebooting" is announced by the metadata check itself, before the reboot; the check's record then says "check"
+CHECK_ACTIONS = {"none": "check", "staged": "staged", "finalized": "finalized", "rebooting": "check",
                  "error": "failed"}
 
 

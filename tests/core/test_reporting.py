@@ -257,8 +257,9 @@ def test_servicing_events_with_versions_and_slot_and_no_secrets(tmp_path: Path, 
     (state.datastore_location(root).parent / "update-check.json").write_text(json.dumps(
         {"action": "rebooting", "reason": "staged into volume-b; finalized; rebooting (reboot policy 'now')"}))
     reporting.servicing_event(root, "check")
+    # a check that rebooted announced "rebooting" before the reboot (engine/metadata_update.py); its record is a check
     assert hook.names() == ["servicing/staged", "servicing/committed", "servicing/rolled-back", "servicing/failed",
-                            "servicing/rebooting"]
+                            "servicing/check"]
     first = hook.events[0]
     assert first["origin"] == "tether" and first["event_type"] == "finish" and first["result"] == "SUCCESS"
     assert first["description"] == "staged into volume-b from https://images.example/x"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.core.test_reporting import Hook
 from tests.engine.conftest import BuiltImage, LoopDisk
 from tests.engine.servicing_rig import (
     ROOT_A,
@@ -63,11 +64,30 @@ def test_metadata_change_stages_finalizes_and_reboots(loopdisk: LoopDisk, kimage
         assert out.action == "staged" and "outside the maintenance window 02:00-04:00" in out.reason
         assert rig.status(live)["servicingState"] == "ab-update-staged"
         assert rig.runner.reboots == 0
-        # inside the window (crossing midnight): finalized and rebooted
-        out = from_metadata(rig.env(live), parse_policy(["window", "23:00-04:00"]), host=host,
-                            now=lambda: dt.datetime(2026, 1, 2, 1, 30))
+        # inside the window (crossing midnight): finalized and rebooted; a reporting: webhook hears of the reboot
+        # before it is asked for (after it, the event could die with the host)
+        hook = Hook()
+        seen_at_reboot: list[list[str]] = []
+        real_run = rig.runner.run
+
+        def run(argv: Any, **kw: Any) -> Any:
+            if list(argv)[:2] == ["systemctl", "reboot"]:
+                seen_at_reboot.append(hook.names())
+            return real_run(argv, **kw)
+
+        live.write("/var/lib/tether/instances/iid-1/cloud-config.json",
+                   json.dumps({"reporting": {"hook": {"type": "webhook", "endpoint": hook.url}}}))
+        rig.runner.run = run  # type: ignore[method-assign]
+        try:
+            out = from_metadata(rig.env(live), parse_policy(["window", "23:00-04:00"]), host=host,
+                                now=lambda: dt.datetime(2026, 1, 2, 1, 30))
+        finally:
+            del rig.runner.run
+            hook.server.shutdown()
+            hook.server.server_close()
         assert (out.code, out.action) == (0, "rebooting"), out.reason
         assert rig.runner.reboots == 1
+        assert seen_at_reboot == [["servicing/rebooting"]]
         st = rig.status(live)
         assert st["servicingState"] == "ab-update-finalized" and st["spec"]["os"]["hostname"] == "node-2"
         check = read_check(datastore_location(live))
