@@ -115,3 +115,20 @@ def test_expanded_text_counts_every_reference_and_keys() -> None:
 def test_nesting_too_deep_is_refused() -> None:
     with pytest.raises(ConfigError, match="refused YAML: nesting deeper than 200 levels"):
         yamlsafe.load("a: " + "[" * 300 + "]" * 300 + "\n")
+
+
+def test_string_alias_bomb_through_all_stages_costs_only_its_part(tmp_path: Path) -> None:
+    """The boot goes on: the bomb part is one recoverable error, the other part's file is written."""
+    from tests.core.test_stages import boot, seed_root, status
+    from tests.userdata.helpers import mime
+
+    ud = mime(("text/cloud-config", "#cloud-config\n" + _string_alias_bomb()),
+              ("text/cloud-config", "#cloud-config\nwrite_files: [{path: /etc/hello, content: hi}]\n"))
+    root = seed_root(tmp_path, ud.decode())
+    procs = boot(root)
+    assert all("Traceback" not in p.stderr for p in procs)
+    assert (root / "etc/hello").read_text() == "hi"
+    rc, st = status(root)
+    assert (rc, st["status"]) == (2, "done"), st
+    assert ("user-data: user-data part 1 (cloud-config): refused YAML: expands to more than 64 MiB of text "
+            "through aliases (an alias bomb?)") in st["recoverable_errors"]["ERROR"]
