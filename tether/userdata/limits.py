@@ -8,8 +8,9 @@ from __future__ import annotations
 
 MiB = 1024 * 1024
 
-MAX_INPUT_BYTES = 16 * MiB        # raw user-data as the datasource gave it
-MAX_DECOMPRESSED_BYTES = 16 * MiB  # one gzip stream, stopped while decompressing
+MAX_INPUT_BYTES = 16 * MiB        # raw user-data as the datasource gave it (seedfiles.MAX_SEED_FILE too)
+MAX_PART_BYTES = 16 * MiB         # one part once decoded: a gzip stream, an included URL, a rendered template
+MAX_DECOMPRESSED_BYTES = MAX_PART_BYTES  # one gzip stream, stopped while decompressing
 MAX_TOTAL_BYTES = 32 * MiB         # everything one source expands to: gunzip output, includes, templates
 MAX_PARTS = 1000                   # leaf parts in one source, counting archive entries and includes
 MAX_INCLUDE_DEPTH = 8              # an include that includes an include ...

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tether.userdata.detect import JINJA_HEADER
-from tether.userdata.limits import MAX_DECOMPRESSED_BYTES
+from tether.userdata.limits import MAX_PART_BYTES
 
 MISSING_PREFIX = "CI_MISSING_JINJA_VAR/"
-MAX_OUTPUT_CHARS = MAX_DECOMPRESSED_BYTES
+MAX_OUTPUT_CHARS = MAX_PART_BYTES
 MAX_CPU_SECONDS = 5              # CPU time one render may use (RLIMIT_CPU in the child)
 MAX_WALL_SECONDS = 15.0          # from fork to answer, however busy the machine is
 MAX_MEMORY_BYTES = 512 * 1024 * 1024  # address space the child may add to what it inherited
