@@ -182,12 +182,20 @@ def _in_child(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     import signal
     import warnings
 
-    r, w = os.pipe()
-    with warnings.catch_warnings():
-        # the child only computes with modules already imported and leaves by os._exit: the fork-with-threads
-        # hazards (a lock held by another thread) do not reach it
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
+    try:
+        r, w = os.pipe()
+    except OSError as e:
+        return {"error": f"cannot start the renderer: {e.strerror}"}
+    try:
+        with warnings.catch_warnings():
+            # the child only computes with modules already imported and leaves by os._exit: the fork-with-threads
+            # hazards (a lock held by another thread) do not reach it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+    except OSError as e:  # no memory or process slots left: this part's problem, not the stage's
+        os.close(r)
+        os.close(w)
+        return {"error": f"cannot start the renderer: {e.strerror}"}
     if pid == 0:  # the child: never returns into the caller's code
         code = 0
         try:
