@@ -38,14 +38,27 @@ class Seed(Record):
 
 
 def read_file(p: Path) -> bytes | None:
-    """A seed file's bytes (None when absent), size-capped; unreadable is a DatasourceError."""
+    """A seed file's bytes (None when absent), size-capped; unreadable is a DatasourceError. Opened without
+    blocking and read only when it is a regular file: a FIFO or a device in a seed directory never holds the
+    stage up or feeds it without end."""
+    import os
+    import stat
+
     try:
-        with open(p, "rb") as f:
-            data = f.read(MAX_SEED_FILE + 1)
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as e:
-        raise DatasourceError(f"{p}: unreadable: {e}")
+        raise DatasourceError(f"{p}: unreadable: {e.strerror}")
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DatasourceError(f"{p}: not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_SEED_FILE + 1)
+    except OSError as e:
+        raise DatasourceError(f"{p}: unreadable: {e.strerror}")
+    finally:
+        os.close(fd)
     if len(data) > MAX_SEED_FILE:
         raise DatasourceError(f"{p}: larger than the {MAX_SEED_FILE >> 20} MiB limit on a seed file")
     return data

@@ -110,3 +110,21 @@ def test_local_stage_reports_the_dropped_file_and_applies_the_rest(tmp_path: Pat
     warnings = status["v1"]["init-local"]["recoverable_errors"]["WARNING"]
     assert any("user-data ignored: larger than the 16 MiB limit on a seed file" in w for w in warnings), warnings
     assert (root / "run/tether/.instance-id").read_text().strip() == "iid-big-1"
+
+
+def test_a_fifo_in_the_seed_never_blocks_the_stage(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    ds = _seed(tmp_path, meta_data=META, network_config=NETWORK)
+    seed_dir = tmp_path / "root" / SEED_DIRS[0].lstrip("/")
+    os.mkfifo(seed_dir / "user-data")  # nobody ever writes to it
+    result: list[object] = []
+    t = threading.Thread(target=lambda: result.append(ds.fetch()), daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "fetch() is blocked opening a FIFO"
+    inst = result[0]
+    assert inst.instance_id == "iid-big-1" and inst.userdata is None  # type: ignore[attr-defined]
+    assert inst.ds["warnings"] == [  # type: ignore[attr-defined]
+        f"{seed_dir}/user-data ignored: not a regular file; the rest of the seed is used"]
