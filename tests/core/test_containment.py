@@ -24,9 +24,9 @@ root = Path(sys.argv[1])
 zone = root / "usr/share/zoneinfo/Europe/Berlin"
 zone.parent.mkdir(parents=True)
 zone.write_bytes(b"TZif2")
-# as the network stage reads it from the instance cache (JSON, no YAML bound on the way): 700,000 files
+# as the network stage reads it from the instance cache (JSON, no YAML bound on the way): 300,000 files
 if sys.argv[2] == "config":
-    cfg = {"write_files": [{"path": f"/srv/f{i}", "content": "x"} for i in range(700_000)]}
+    cfg = {"write_files": [{"path": f"/srv/f{i}", "content": "x"} for i in range(300_000)]}
 else:  # 100 MiB of zeros once inflated: under write_files' 128 MiB cap, over this host's memory
     import base64, gzip
     cfg = {"write_files": [{"path": "/srv/big", "encoding": "gz+b64", "owner": "0:0",
@@ -38,7 +38,7 @@ ctx = ModuleContext(target=target, runner=FakeRunner(), cloud_config=cfg, system
 status = StageStatus(target, "init")
 with open("/proc/self/statm") as f:
     vsize = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-resource.setrlimit(resource.RLIMIT_AS, (vsize + 80 * 1024 * 1024, resource.RLIM_INFINITY))
+resource.setrlimit(resource.RLIMIT_AS, (vsize + 40 * 1024 * 1024, resource.RLIM_INFINITY))
 events = run_modules(ctx, "init", [("write_files", None), ("timezone", None)], status, force=True).events
 print(json.dumps({"events": [[e.name, e.result] for e in events], "recoverable": status.recoverable,
                   "errors": status.errors, "localtime": (root / "etc/localtime").exists()}))

@@ -112,11 +112,11 @@ def test_yaml_alias_bomb() -> None:
 _LOW_MEMORY_RUN = """
 import json, os, resource, sys
 from tests.userdata.helpers import mime, run
-big = "#cloud-config\\nbig:\\n" + "- [a, b, c, d]\\n" * 700_000   # about 10 MB of YAML: 3.5 million nodes
+big = "#cloud-config\\nbig:\\n" + "- [a, b, c, d]\\n" * 350_000   # about 5 MB of YAML: 1.75 million nodes
 data = mime(("text/cloud-config", big), ("text/cloud-config", "#cloud-config\\nsmall: 2\\n"))
 with open("/proc/self/statm") as f:
     vsize = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-resource.setrlimit(resource.RLIMIT_AS, (vsize + 300 * 1024 * 1024, resource.RLIM_INFINITY))
+resource.setrlimit(resource.RLIMIT_AS, (vsize + 150 * 1024 * 1024, resource.RLIM_INFINITY))
 r = run(data)
 print(json.dumps({"cfg": r.cloud_config, "errors": r.errors}))
 """
@@ -153,7 +153,7 @@ def test_jsonpatch_copy_bomb_is_refused_quickly() -> None:
                 ("text/cloud-config", "#cloud-config\nb: 1\n"))
     t = time.monotonic()
     r = run(data)
-    assert time.monotonic() - t < 5
+    assert time.monotonic() - t < 15  # ~3 s here (deep copies up to the bound); unbounded it never ends
     assert r.cloud_config == {"a": [1, 2], "b": 1}
     assert r.errors == ["user-data part 2 (cloud-config-jsonp): operation 18 (copy): the copies would grow the "
                         "configuration past 1000000 nodes or 64 MiB of text (a copy bomb?); ignored"]
