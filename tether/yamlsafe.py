@@ -162,13 +162,14 @@ def load(text: str | bytes, source: str = "<yaml>") -> Any:
             data, hit = _MEMO.get(key)
             if hit:
                 return data
-    data = _parse(text, source)
-    if key is not None:
+    data, chars = _parse(text, source)
+    if key is not None and chars + len(key) <= MEMO_MAX_BYTES:  # a document too big for the memo is not dumped
         _MEMO.put(key, data)
     return data
 
 
-def _parse(text: str | bytes, source: str) -> Any:
+def _parse(text: str | bytes, source: str) -> tuple[Any, int]:
+    """The document and the characters of text it expands to."""
     yaml = _yaml()
     try:
         data = yaml.load(text, Loader=_loader())
@@ -190,7 +191,7 @@ def _parse(text: str | bytes, source: str) -> Any:
     if chars > MAX_EXPANDED_BYTES:
         raise ConfigError("", f"refused YAML: expands to more than {MAX_EXPANDED_BYTES >> 20} MiB of text through "
                               "aliases (an alias bomb?)", source)
-    return data
+    return data, chars
 
 
 def dump(data: Any) -> str:
