@@ -42,7 +42,9 @@ class OsImage:
             if v is not None and v != "ignored" and (len(v) != length or not _HEX.match(v)):
                 raise ValueError(f"{name}: expected {length} hex digits or 'ignored', got {v!r}")
         if not self.url.startswith(("file://", "http://", "https://")):
-            raise ValueError(f"url: only file://, http:// and https:// images are supported, got {self.url!r}")
+            from tether.http.urls import redact_url  # the URL may carry user:password or a token
+            raise ValueError("url: only file://, http:// and https:// images are supported, got "
+                             f"{redact_url(self.url)!r}")
 
     @property
     def algorithm(self) -> str:
@@ -231,7 +233,8 @@ class Os:
 
     @classmethod
     def normalize(cls, value: Any) -> Any:
-        if isinstance(value, dict) and value.get("uefiFallback") in _UEFI_FALLBACK_ALIASES:
+        if isinstance(value, dict) and isinstance(value.get("uefiFallback"), str) \
+                and value["uefiFallback"] in _UEFI_FALLBACK_ALIASES:
             value = {**value, "uefiFallback": _UEFI_FALLBACK_ALIASES[value["uefiFallback"]]}
         return value
 

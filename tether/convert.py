@@ -191,6 +191,8 @@ class Converter:
         self.err(path, scrub(str(e), hidden))
 
     def convert(self, tp: Any, value: Any, path: str) -> Any:
+        if tp is None:  # ``None`` as a type argument (``dict[str, None]``) is NoneType
+            tp = _NoneType
         origin = get_origin(tp)
         if tp is Any:
             return value
