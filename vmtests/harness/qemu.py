@@ -62,12 +62,12 @@ class Boot:
     index: int
     lines: list[tuple[float, str]] = field(default_factory=list)
     milestones: dict[str, float] = field(default_factory=dict)
-    end: str = "running"  # poweroff | reboot | panic | timeout | exited
+    end: str = "running"  # poweroff | reboot | panic | timeout | exited | cut
 
 
 @dataclass
 class RunResult:
-    status: str  # poweroff | timeout | exited | max-boots
+    status: str  # poweroff | timeout | exited | max-boots | cut
     boots: list[Boot]
     wall: float
     log: Path
@@ -93,6 +93,12 @@ class VM:
     # entries the guest registered). True: no bootindex at all, so the firmware's own BootOrder variable decides,
     # as on a physical machine (the clean-install scenario boots the disk whose entry the installer registered).
     firmware_boot_order: bool = False
+    # QEMU cache mode of the boot disk (the others stay "unsafe": read-only or scratch). The power-cut scenario
+    # uses "writeback": the guest sees a volatile write cache and its flushes reach the image file.
+    disk_cache: str = "unsafe"
+    # Power cut (vmtests/powercut.py): asked with the boot so far after every serial line and every idle 0.2 s;
+    # True kills this QEMU at once (SIGKILL to its process group) and the boot ends "cut".
+    cut: Callable[[Boot], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.vars is None:
@@ -116,7 +122,8 @@ class VM:
                 raise ValueError(f"drive serial {drive.serial!r}: 1-20 letters, digits, '_', '.', '-'")
             serial = f",serial={drive.serial}" if drive.serial else ""
             boot = ",bootindex=0" if i == 0 and not self.firmware_boot_order else ""
-            cmd += ["-drive", f"id=d{i},file={drive.path},format={drive.fmt},if=none,cache=unsafe{ro}",
+            cache = self.disk_cache if i == 0 else "unsafe"
+            cmd += ["-drive", f"id=d{i},file={drive.path},format={drive.fmt},if=none,cache={cache}{ro}",
                     "-device", f"virtio-blk-pci,drive=d{i}" + boot + serial]
         if self.net is None:
             cmd += ["-nic", "none"]
@@ -150,8 +157,8 @@ class VM:
                 if boot.end == "timeout":
                     status = "timeout"
                     break
-                if boot.end == "poweroff":
-                    status = "poweroff"
+                if boot.end in ("poweroff", "cut"):
+                    status = boot.end
                     break
                 if boot.end not in ("reboot", "panic"):
                     status = "exited"
@@ -193,7 +200,12 @@ class VM:
             while True:
                 if time.monotonic() - launched > self.boot_timeout:
                     return "timeout"
-                ready, _, _ = select.select([fd], [], [], 0.5)
+                ready, _, _ = select.select([fd], [], [], 0.2 if self.cut else 0.5)
+                if self.cut is not None and self.cut(boot):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=30)
+                    log.write(f"[{time.monotonic() - start:8.3f}] # POWER CUT: QEMU killed (SIGKILL)\n")
+                    return "cut"
                 if not ready:
                     continue
                 chunk = os.read(fd, 65536)
