@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from tether.errors import TetherError
+
 DEFAULTS = {"timeout": 10.0, "retries": 2, "max_wait": 60.0, "max_bytes": 16 * 1024 * 1024}
 
 
@@ -70,10 +72,18 @@ class Fetcher:
         self.deadline = time.monotonic() + self.limits["max_wait"]
 
     def __call__(self, url: str) -> bytes:
-        from tether.http import request
+        from tether.http import HttpError, request
 
-        return request(url, timeout=self.limits["timeout"], retries=int(self.limits["retries"]),
-                       deadline=self.deadline, max_body=int(self.limits["max_bytes"])).body
+        try:
+            return request(url, timeout=self.limits["timeout"], retries=int(self.limits["retries"]),
+                           deadline=self.deadline, max_body=int(self.limits["max_bytes"])).body
+        except HttpError as e:
+            # the caller names the (redacted) URL already; keep what went wrong
+            raise FetchError(str(e).removeprefix(f"{e.url}: ")) from None
+
+
+class FetchError(TetherError):
+    """An include that could not be fetched; the message leaves the URL to the caller."""
 
 
 class IncludeCache(Protocol):
