@@ -14,7 +14,7 @@ instance data, not a failed boot.
 
 Settings (``datasource: {Azure: {...}}``): ``imds_url`` (http://169.254.169.254), ``wireserver`` (host[:port];
 default from DHCP option 245 in systemd-networkd's leases, else 168.63.129.16), ``max_wait`` (10 s),
-``timeout`` (2 s), ``report_ready`` (true), ``ready_timeout`` (5 s).
+``timeout`` (2 s), ``report_ready`` (true), ``ready_timeout`` (5 s), ``max_bytes`` (16 MiB), ``headers`` (IMDS).
 """
 
 from __future__ import annotations

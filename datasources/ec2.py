@@ -8,7 +8,8 @@ service has no token endpoint *and* ``allow_imdsv1: true`` is set.
 Settings (``datasource: {Ec2: {...}}``): ``metadata_urls`` (default 169.254.169.254 and fd00:ec2::254),
 ``max_wait`` (10 s, whole fetch), ``timeout`` (2 s per request), ``allow_imdsv1`` (false), ``api_version``
 (2021-03-23, falls back to ``latest``), ``token_ttl`` (21600), ``apply_full_imds_network_config`` (false: only
-the primary NIC is configured).
+the primary NIC is configured), ``max_bytes`` (16 MiB read in all), ``max_entries`` (2000 requests), ``headers``
+(extra request headers).
 
 The crawl never reads ``iam/security-credentials`` or ``identity-credentials``: those are live secrets that
 have no business in instance-data.json.

@@ -9,7 +9,7 @@ dropped, and, as in cloud-init, only keys for the users ``cloudinit`` and the de
 
 Settings (``datasource: {GCE: {...}}``): ``metadata_url`` (default ``http://169.254.169.254/computeMetadata/v1``,
 the same server as metadata.google.internal without needing DNS this early), ``max_wait`` (10 s),
-``timeout`` (2 s), ``default_user`` (debian), ``ssh_key_users``.
+``timeout`` (2 s), ``default_user`` (debian), ``ssh_key_users``, ``max_bytes`` (16 MiB), ``headers``.
 """
 
 from __future__ import annotations

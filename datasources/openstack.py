@@ -2,7 +2,8 @@
 vendor_data2.json, network_data.json}``. Parsing is shared with ConfigDrive (``openstack_format``).
 
 Settings (``datasource: {OpenStack: {...}}``): ``metadata_urls`` (default ``http://169.254.169.254``),
-``max_wait`` (10 s, whole fetch), ``timeout`` (2 s per request).
+``max_wait`` (10 s, whole fetch), ``timeout`` (2 s per try for the headers, as much for the body), ``max_bytes``
+(16 MiB read in all), ``max_entries`` (2000 requests), ``headers`` (extra request headers).
 
 Only ``meta_data.json`` is required; a 404 on any other document means "not provided". Garbage JSON in
 ``meta_data.json`` is an error naming the URL; in an optional document it is a warning and the document is
