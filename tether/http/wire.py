@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tether.http.urls import Target
 
@@ -39,7 +40,7 @@ def _left(deadline: float, what: str) -> float:
     return left
 
 
-def _addresses(host: str, port: int, deadline: float) -> list[tuple[int, tuple[str, int] | tuple[str, int, int, int]]]:
+def _addresses(host: str, port: int, deadline: float) -> list[tuple[int, Any]]:
     """getaddrinfo bounded by the deadline: a numeric host needs no lookup; a name is resolved in a helper
     thread that the caller stops waiting for at the deadline (the C resolver cannot be interrupted)."""
     try:
