@@ -82,11 +82,12 @@ def join_cgroup(pid: int, client: int, mount: str | None) -> str | None:
 
 
 def _die_with_parent(parent: int) -> None:
-    import ctypes  # only in the stage child, after READY=1
     try:
+        import ctypes  # imported ahead by the server (bootserver.SHARED), never before READY=1
+
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         pass
     if os.getppid() != parent:  # the server died before the prctl
         os._exit(1)
@@ -193,7 +194,13 @@ def run(stage: str, fn: Callable[[], int], client: int | None, close: Iterable[i
                            client_gone=True)
     go_r, go_w = os.pipe()
     parent = os.getpid()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as e:  # no memory or process slots: the stage runs here, as before the server forked
+        LOG.warning("boot server: cannot start a process for stage %s (%s); running it in the server", stage, e)
+        for end in (go_r, go_w, *([theirs] if theirs is not None else [])):
+            os.close(end)
+        return Outcome(fn())
     if pid == 0:
         os.close(go_w)
         os.setpgid(0, 0)
