@@ -62,6 +62,8 @@ def commit(env: ServicingEnv) -> CommitResult:
         cur = doc["servicingState"]
         if cur == state.NOT_PROVISIONED:
             return CommitResult("nothing to commit: this host was never serviced by tether", 0, doc)
+        if cur in (state.PROVISIONED, state.AB_UPDATE_STAGED):
+            doc = _note_interruption(env, store, doc)
         if cur in (state.PROVISIONED, state.AB_UPDATE_STAGED, state.CLEAN_INSTALL_STAGED):
             recovered = _unrecorded_switch(env, store, doc)
             if isinstance(recovered, CommitResult):
@@ -89,6 +91,24 @@ def commit(env: ServicingEnv) -> CommitResult:
         if which == "expected":
             return _check_and_commit(env, store, doc, boot, backend, hc)
         return _fell_back(store, doc, boot, backend, which)
+
+
+def _note_interruption(env: ServicingEnv, store: state.StateStore, doc: dict[str, Any]) -> dict[str, Any]:
+    """A staging that was running when the host went down (its record names an earlier boot) is recorded in
+    ``lastError``, so ``tether get last-error`` says what was interrupted, which slot is untrusted and what to
+    run; ``tether get status`` shows the same under ``pending``."""
+    staging = doc.get("staging")
+    now_id = env.machine.current_boot_id()
+    if not staging or now_id is None or staging.get("bootId") in (None, now_id):
+        return doc
+    if (doc.get("lastError") or {}).get("category") == "interrupted":
+        return doc
+    info = slots.explain(doc, now_id) or {}
+    msg = (f"{staging.get('operation')} into {staging.get('targetVolume')} (image {staging.get('imageUrl')}) was "
+           f"interrupted at step {staging.get('step')} (started {staging.get('startedAt')}); untrusted: "
+           f"{', '.join(info.get('untrustedSlots') or []) or 'none'}; to resume: {info.get('resume')}; to abandon: "
+           f"{info.get('abandon')}")
+    return store.update("interrupted", lastError=state.error_record("interrupted", msg))
 
 
 def _unrecorded_switch(env: ServicingEnv, store: state.StateStore,

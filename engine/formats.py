@@ -196,7 +196,8 @@ class ZstdReader:
         try:
             import zstandard
         except ImportError:
-            raise ImageFormatError("zstd images need the 'zstandard' module (a dependency of tether: reinstall tether)") from None
+            raise ImageFormatError("zstd images need the 'zstandard' module (a dependency of tether: reinstall "
+                                   "tether)") from None
         self._zstd: Any = zstandard
         d = zstandard.ZstdDecompressor(max_window_size=max_window)
         self._frames = FrameTracker()

@@ -72,6 +72,7 @@ EVENTS: dict[str, tuple[tuple[str, str], ...]] = {
     "health-check-failed-reboot": ((HCF, HCF),),
     "rolled-back-after-health-check": ((HCF, P),),
     "image-check-failed": ((P, P), (ABS, ABS)),
+    "interrupted": ((P, P), (ABS, ABS)),  # noted at the next boot: an operation that did not finish
     "pre-servicing-failed": ((P, P), (ABS, ABS)),
     # staging over a staged update starts by giving it up: its slot is about to be rewritten
     "staging-started": ((P, P), (ABS, P)),

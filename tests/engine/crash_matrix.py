@@ -311,8 +311,11 @@ def _metadata(rig: Rig, im: Images, live: Target | None) -> Any:
     return out
 
 
+BAD_CHECK = {"name": "app-ready", "content": "echo 'app not listening' >&2; exit 3\n", "timeoutSeconds": 5}
+
 OPERATIONS = [
     Operation("install", "blank", _install, live=False),
+    Operation("commit-install", "booted-install", lambda r, im, live: commit(r.env(live))),
     Operation("stage", "provisioned-a", lambda r, im, live: stage(spec(r, im.v2, "node-2"), Runner(), live,
                                                                   UpdateOptions())),
     Operation("re-stage", "staged-b", lambda r, im, live: stage(spec(r, im.v3, "node-3"), Runner(), live,
@@ -321,8 +324,10 @@ OPERATIONS = [
                                                                           UpdateOptions())),
     Operation("finalize", "staged-b", lambda r, im, live: finalize(r.env(live))),
     Operation("commit", "booted-b", lambda r, im, live: commit(r.env(live))),
+    Operation("commit-after-failed-check", "failed-check-a", lambda r, im, live: commit(r.env(live))),
     Operation("rollback", "provisioned-b", lambda r, im, live: rollback(r.env(live))),
     Operation("metadata", "provisioned-a", _metadata),
+    Operation("metadata-staged", "staged-b", _metadata),  # finds its configuration staged: finalize + reboot
 ]
 
 
@@ -330,8 +335,23 @@ def build_starts(rig: Rig, im: Images, work: Path) -> dict[str, Snapshot]:
     """Each starting state, made by the real operations, then snapshotted."""
     out = {"blank": take(rig, work / "blank.img")}
     _install(rig, im, None)
-    boot_and_commit(rig, "build provisioned-a")
+    rig.boot()
+    out["booted-install"] = take(rig, work / "booted-install.img")
+    with rig.running() as live:
+        res = commit(rig.env(live))
+        assert res.code == 0, res.message
     out["provisioned-a"] = take(rig, work / "provisioned-a.img")
+    # an update that fails its health check: B is marked bad, the host reboots into A, where commit records it
+    with rig.running() as live:
+        stage(spec(rig, im.v3, "node-3", checks=[BAD_CHECK]), Runner(), live, UpdateOptions())
+        finalize(rig.env(live))
+    rig.boot()
+    with rig.running() as live:
+        assert commit(rig.env(live)).code == 1
+    rig.boot()
+    assert rig.booted_slot() == "volume-a"
+    out["failed-check-a"] = take(rig, work / "failed-check-a.img")
+    restore(rig, out["provisioned-a"])
     with rig.running() as live:
         bad = config(rig.disk.device, im.v2, "node-2")
         bad["image"]["sha256"] = "0" * 64

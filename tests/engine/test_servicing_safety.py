@@ -82,6 +82,20 @@ def test_restage_killed_mid_write_then_finalize_is_refused(loopdisk: LoopDisk, k
         assert pending["operation"] == "ab-update" and pending["step"] == "writing"
         assert "tether update" in pending["resume"]
 
+    # the host goes down and comes back: it boots A, and tether commit records what was interrupted in lastError
+    assert rig.boot() is not None and rig.booted_slot() == "volume-a"
+    with rig.running() as live:
+        assert commit(rig.env(live)).code == 0
+        err = rig.status(live)["lastError"]
+        assert err["category"] == "interrupted"
+        assert "ab-update into volume-b" in err["message"] and "at step writing" in err["message"]
+        assert "untrusted: volume-b" in err["message"] and "tether update FILE" in err["message"]
+        assert rig.history(live)[-1] == "interrupted"
+        assert commit(rig.env(live)).code == 0
+        assert rig.history(live)[-1] == "interrupted"  # noted once
+        st = rig.status(live)
+        boot_before = digest(rig.fake.path)
+
         # even a datastore that still claimed the old staged update cannot make finalize boot this slot:
         # the slot's own marker went with the rewrite
         with state.StateStore(state.datastore_location(live)) as store:
