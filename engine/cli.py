@@ -103,6 +103,14 @@ def add_parsers(subparsers: Any) -> None:
                       help="a runtime rollback: refused, tether makes no runtime updates to roll back")
     _common(p, cmd_rollback)
 
+    p = subparsers.add_parser("image", help="publisher tools: index an image for adaptive downloads")
+    sub = p.add_subparsers(dest="image_verb", metavar="VERB", required=True)
+    q = sub.add_parser("index", help="write IMAGE.chunks (and IMAGE.data for a compressed image) next to IMAGE")
+    q.add_argument("image", help="a raw or compressed (zstd, xz, gzip) filesystem image")
+    q.add_argument("--chunk-size", type=int, default=4096, help="bytes per chunk, a multiple of 4096 (default "
+                   "4096, a filesystem block)")
+    _common(q, cmd_image_index, outputs=False)
+
     p = subparsers.add_parser("get", help="print the servicing state")
     p.add_argument("what", nargs="?", default="status", choices=GET_WHAT)
     p.add_argument("--format", choices=("yaml", "json"), default="yaml")
@@ -229,6 +237,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image_index(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tether.engine import chunks
+    from tether.errors import TetherError
+
+    try:
+        index, data = chunks.build(Path(args.image), args.chunk_size)
+    except TetherError as e:
+        return _report(e)
+    print(f"{index}: chunk index of {data.name}")
+    if data.name != Path(args.image).name:
+        print(f"{data}: the uncompressed image, fetched by range (publish it next to {Path(args.image).name})")
+    print(f"to sign: sha384sum {Path(args.image).name} {index.name} > {Path(args.image).name}.sha384, then "
+          f"ssh-keygen -Y sign -n tether-image on that file")
+    return 0
+
+
 def _config_path(args: argparse.Namespace) -> str:
     """FILE, else tether's default in the target root, else Trident's default there."""
     if args.file:
@@ -304,11 +330,13 @@ def _notify(args: argparse.Namespace, what: str, message: str = "", ok: bool = T
 
 
 def _trust_keys(args: argparse.Namespace) -> None:
-    """Images are checked against the trusted keys of the servicing root (``--root``)."""
-    from tether.engine import signatures
+    """Images are checked against the trusted keys of the servicing root (``--root``); its registry settings
+    (``oci://`` credentials and mirrors) are read from it too."""
+    from tether.engine import oci_config, signatures
     from tether.runner import Runner
     from tether.target import Target
     signatures.use(Target.at(args.root), Runner())
+    oci_config.use(Target.at(args.root))
 
 
 def cmd_install(args: argparse.Namespace) -> int:

@@ -55,7 +55,7 @@ def config_notes(hc: HostConfiguration) -> list[str]:
     return notes
 
 
-def check_logic(hc: HostConfiguration, known_ids: Collection[str] = (), image_cut: bool = False) -> list[ConfigError]:
+def check_logic(hc: HostConfiguration, known_ids: Collection[str] = ()) -> list[ConfigError]:
     """Every cross-reference problem, each with its key path. ``known_ids`` are ids defined by sections cut out
     as not supported (RAID arrays, ...): references to them are neither errors nor checked further."""
     errs: list[ConfigError] = []
@@ -194,7 +194,7 @@ def check_logic(hc: HostConfiguration, known_ids: Collection[str] = (), image_cu
     if st.filesystems and roots != 1:
         err("storage.filesystems", "exactly one filesystem must be mounted at '/'" if roots == 0
             else "more than one filesystem is mounted at '/'")
-    if needs_image and hc.image is None and not image_cut:
+    if needs_image and hc.image is None:
         err("image", "missing: filesystems with source 'image' need an image")
     if hc.image is not None and not st.filesystems:
         err("storage.filesystems", "an image needs filesystems to go to (at least the root)")

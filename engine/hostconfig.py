@@ -29,7 +29,8 @@ class OsImage:
     """The OS image: a raw, compressed raw or COSI file, with the hash that pins it."""
 
     CASE = "camel"
-    url: str = field(metadata=meta(doc="file://, http:// or https:// URL of the image"))
+    url: str = field(metadata=meta(doc="file://, http://, https:// URL of the image, or an OCI registry reference "
+                                       "(oci://registry/repository:tag or @sha256:...)"))
     sha384: str | None = field(default=None, metadata=meta(
         doc="SHA-384 of the file (for COSI: of metadata.json), or 'ignored'"))
     sha256: str | None = field(default=None, metadata=meta(doc="SHA-256 of the file, or 'ignored'"))
@@ -41,9 +42,15 @@ class OsImage:
             v = getattr(self, name)
             if v is not None and v != "ignored" and (len(v) != length or not _HEX.match(v)):
                 raise ValueError(f"{name}: expected {length} hex digits or 'ignored', got {v!r}")
-        if not self.url.startswith(("file://", "http://", "https://")):
+        if self.url.startswith("oci://"):
+            from tether.engine.oci import OciError, parse_reference
+            try:
+                parse_reference(self.url)
+            except OciError as e:
+                raise ValueError(f"url: {e}") from None
+        elif not self.url.startswith(("file://", "http://", "https://")):
             from tether.http.urls import redact_url  # the URL may carry user:password or a token
-            raise ValueError("url: only file://, http:// and https:// images are supported, got "
+            raise ValueError("url: only file://, http://, https:// and oci:// images are supported, got "
                              f"{redact_url(self.url)!r}")
 
     @property
@@ -376,7 +383,7 @@ def parse_host_config(data: Any, source: str = "host configuration") -> HostConf
         raise ConfigErrors(_prefix(cut.errors + e.errors, source)) from None
     # The cross-reference checks run even when a feature was cut out, so one run reports every problem; the ids
     # the cut-out sections defined count as known, so they are not echoed as unknown references.
-    errors = cut.errors + check_logic(hc, known_ids=cut.ids, image_cut=cut.image)
+    errors = cut.errors + check_logic(hc, known_ids=cut.ids)
     if errors:
         raise ConfigErrors(_prefix(errors, source))
     return hc

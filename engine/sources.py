@@ -249,4 +249,7 @@ def open_source(url: str, *, timeout: float = 30.0, retries: int = 5, deadline: 
     if parsed.scheme in ("http", "https"):
         return HttpSource(url, timeout=timeout, retries=retries, deadline=deadline, headers=headers,
                           min_rate=min_rate)
-    raise ImageSourceError(f"{url}: unsupported URL scheme {parsed.scheme!r} (file, http, https)")
+    if parsed.scheme == "oci":  # credentials come from the registries file (engine/oci_config.py), not headers
+        from tether.engine.oci import open_oci
+        return open_oci(url, timeout=timeout, retries=retries, deadline=deadline, min_rate=min_rate)
+    raise ImageSourceError(f"{url}: unsupported URL scheme {parsed.scheme!r} (file, http, https, oci)")

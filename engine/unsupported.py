@@ -29,7 +29,6 @@ class Cut:
 
     errors: list[ConfigError] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)
-    image: bool = False  # the image section was cut (an oci:// URL): do not also report it as missing
 
 
 def _ids(section: Any, keys: tuple[str, ...]) -> set[str]:
@@ -72,13 +71,6 @@ def strip_unsupported(data: dict[str, Any]) -> Cut:
     cut = Cut()
     errors = cut.errors
     _cut(data, "managementOs", "managementOs", "", errors, message=_WHY_MANAGEMENT_OS)
-    image = data.get("image")
-    if isinstance(image, dict) and isinstance(image.get("url"), str) and image["url"].startswith("oci://"):
-        errors.append(ConfigError("image.url", f"{image['url']!r}: a COSI image in an OCI registry (oci://) "
-                                  f"{_NOT} yet; pull the COSI file (e.g. with oras) and give its file://, "
-                                  "http:// or https:// URL"))
-        data.pop("image")
-        cut.image = True
     storage = data.get("storage")
     if isinstance(storage, dict):
         for key, what in (("raid", "software RAID"), ("encryption", "encryption"), ("verity", "dm-verity")):

@@ -115,8 +115,6 @@ def test_health_checks_in_both_spellings() -> None:
      "tether: managementOs sets users and netplan of Trident's own installer image"),
     ("storage.filesystems.2.type", "ntfs", "storage.filesystems[2].type: filesystem type ntfs is not supported by "
      "tether: the engine creates only ext4, xfs, vfat and swap"),
-    ("image.url", "oci://registry/os:1", "image.url: 'oci://registry/os:1': a COSI image in an OCI registry "
-     "(oci://) is not supported by tether yet"),
 ])
 def test_unsupported_features_are_named(path: str, value: Any, expect: str) -> None:
     errs = errors_of(with_change(path, value))
@@ -145,7 +143,7 @@ def test_empty_unsupported_sections_ask_for_nothing() -> None:
     ("storage.filesystems.2.mountPoint", "/srv", "servicing datastore"),
     ("storage.abUpdate.volumePairs.0.volumeBId", "root-a", "is already in volume pair"),
     ("image.sha384", "abc", "expected 96 hex digits"),
-    ("image.url", "ftp://host/os.cosi", "only file://, http:// and https://"),
+    ("image.url", "ftp://host/os.cosi", "only file://, http://, https:// and oci://"),
     ("image", _DELETE, "filesystems with source 'image' need an image"),
     ("os.hostname", "bad_host!", "not a valid host name"),
     ("storage.disks.0.partitions.0.bogus", 1, "storage.disks[0].partitions[0].bogus: unknown key"),
@@ -280,9 +278,14 @@ def test_checks_go_on_after_an_unsupported_key() -> None:
     assert not any("md-home" in e for e in errs), errs
 
 
-def test_an_oci_image_is_not_also_reported_missing() -> None:
-    errs = errors_of(with_change("image.url", "oci://registry/os:1"))
-    assert len(errs) == 1 and "oci://" in errs[0], errs
+def test_oci_references_load_and_bad_ones_are_named() -> None:
+    hc = parse_host_config(with_change("image.url", "oci://registry.example.com:5000/os/cosi@sha256:" + "a" * 64))
+    assert hc.image is not None and hc.image.url.startswith("oci://registry.example.com:5000/")
+    errs = errors_of(with_change("image.url", "oci://puller:s3cret@registry/os:1"))
+    assert any("image: url: oci://registry/…: credentials do not go in the URL" in e for e in errs), errs
+    assert not any("s3cret" in e for e in errs), errs
+    errs = errors_of(with_change("image.url", "oci://registry/OS:1"))
+    assert any("image: url: " in e and "'OS' is not a repository name" in e for e in errs), errs
 
 
 def _esp_fs() -> dict[str, Any]:

@@ -1,0 +1,225 @@
+"""oci:// images pulled from a real distribution registry (Debian's docker-registry) on a random loopback port:
+anonymous, htpasswd (Basic) and token (Bearer) authentication, tags and digests, verification, image indexes,
+mirrors, and A/B staging of a pulled image into slot B on a loop disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.engine.registry_rig import OCI_INDEX, OCI_MANIFEST, Registry, TokenService, basic, htpasswd_line, running
+from tether.engine import oci_config
+from tether.engine.oci import OciAuthError, OciError, OciSource, host_platform
+from tether.engine.oci_config import RegistryConfigError
+from tether.engine.sources import open_source
+from tether.target import Target
+
+REPO = "os/raw"
+
+
+def read_all(url: str) -> tuple[bytes, OciSource]:
+    src = open_source(url, timeout=10, retries=1, deadline=None)
+    assert isinstance(src, OciSource)
+    out = bytearray()
+    buf = bytearray(256 << 10)
+    try:
+        while n := src.readinto(memoryview(buf)):
+            out += buf[:n]
+    finally:
+        src.close()
+    return bytes(out), src
+
+
+@pytest.fixture(autouse=True)
+def settings_root(tmp_path: Path) -> Iterator[Path]:
+    """Registry settings come from a root of the test's own (none written: anonymous, no mirrors)."""
+    root = tmp_path / "root"
+    (root / "etc/tether").mkdir(parents=True)
+    oci_config.use(Target.at(root))
+    yield root
+    oci_config.use(None)
+
+
+def write_settings(root: Path, doc: dict[str, Any], mode: int = 0o600) -> None:
+    f = root / "etc/tether/registries.json"
+    f.write_text(json.dumps(doc))
+    f.chmod(mode)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with running(tmp_path_factory.mktemp("registry")) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="module")
+def pushed(registry: Registry) -> dict[str, Any]:
+    data = os.urandom(3 << 20) + b"end of the image"
+    manifest, layer = registry.push_artifact(REPO, "v1", data, "disk.img.zst")
+    return {"data": data, "manifest": manifest, "layer": layer}
+
+
+def test_pull_by_tag_by_manifest_digest_and_by_layer_digest(registry: Registry, pushed: dict[str, Any]) -> None:
+    for ref in (":v1", f"@{pushed['manifest']}", f"@{pushed['layer']}", f":v1@{pushed['manifest']}"):
+        got, src = read_all(f"oci://{registry.host}/{REPO}{ref}")
+        assert got == pushed["data"], ref
+        assert src.size == len(pushed["data"]) and src.verified, ref
+        assert src.blob.digest == pushed["layer"]
+
+
+def test_seek_reads_the_right_bytes_with_range_requests(registry: Registry, pushed: dict[str, Any]) -> None:
+    src = open_source(f"oci://{registry.host}/{REPO}:v1", timeout=10)
+    data = pushed["data"]
+    try:
+        buf = bytearray(4096)
+        for offset in (2 << 20, 17, len(data) - 100, 0):
+            src.seek(offset)
+            n = src.readinto(memoryview(buf))
+            assert n and bytes(buf[:n]) == data[offset:offset + n], offset
+    finally:
+        src.close()
+
+
+def test_unknown_tag_and_unknown_digest_are_clear_errors(registry: Registry, pushed: dict[str, Any]) -> None:
+    with pytest.raises(OciError, match=r"oci://127\.0\.0\.1:\d+/os/raw:nope: .*/v2/os/raw/manifests/nope: "
+                                       r"HTTP 404: MANIFEST_UNKNOWN"):
+        open_source(f"oci://{registry.host}/{REPO}:nope", timeout=10)
+    wrong = "sha256:" + hashlib.sha256(b"something else").hexdigest()
+    with pytest.raises(OciError, match="no manifest and no blob with this digest in os/raw"):
+        open_source(f"oci://{registry.host}/{REPO}@{wrong}", timeout=10)
+
+
+def test_bytes_that_do_not_match_their_digest_are_refused(tmp_path: Path) -> None:
+    with running(tmp_path / "reg") as reg:
+        data = os.urandom(1 << 20)
+        manifest, layer = reg.push_artifact("os/bad", "v1", data, "disk.img")
+        # the registry's storage is altered behind its back: same length, other bytes
+        blob = reg.blob_file(layer)
+        blob.write_bytes(b"X" + data[1:])
+        with pytest.raises(OciError, match=rf"the blob's sha256 is [0-9a-f]{{64}}, the manifest says "
+                                           rf"{layer.split(':')[1]}"):
+            read_all(f"oci://{reg.host}/os/bad:v1")
+        stored = reg.blob_file(manifest)
+        stored.write_bytes(stored.read_bytes().replace(b"tether.test", b"tether.TEST"))
+        with pytest.raises(OciError, match=r"\(manifest\): the content's sha256 is [0-9a-f]{64}, not the digest"):
+            open_source(f"oci://{reg.host}/os/bad@{manifest}", timeout=10)
+
+
+def test_an_image_index_gives_this_hosts_platform(registry: Registry) -> None:
+    os_, arch = host_platform()
+    other = "arm64" if arch != "arm64" else "amd64"
+    mine, theirs = os.urandom(1 << 16), os.urandom(1 << 16)
+    entries = []
+    for platform_arch, data in ((other, theirs), (arch, mine)):
+        manifest, _ = registry.push_artifact("os/multi", f"only-{platform_arch}", data, "os.cosi")
+        size = len(json.dumps(_manifest_doc(registry, "os/multi", manifest)).encode())
+        entries.append({"mediaType": OCI_MANIFEST, "digest": manifest, "size": size,
+                        "platform": {"os": os_, "architecture": platform_arch}})
+    registry.push_manifest("os/multi", "v1", {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    got, _ = read_all(f"oci://{registry.host}/os/multi:v1")
+    assert got == mine
+    registry.push_manifest("os/multi", "foreign", {"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                                   "manifests": entries[:1]})
+    with pytest.raises(OciError, match=f"no manifest for this host's platform {os_}/{arch} \\(it has "
+                                       f"{os_}/{other}\\)"):
+        open_source(f"oci://{registry.host}/os/multi:foreign", timeout=10)
+
+
+def _manifest_doc(reg: Registry, repo: str, digest: str) -> dict[str, Any]:
+    return dict(json.loads(reg.blob_file(digest).read_bytes()))
+
+
+def test_htpasswd_registry_with_and_without_credentials(tmp_path: Path, settings_root: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(htpasswd_line("puller", "correct-horse-battery"))
+    auth = {"htpasswd": {"realm": "tether-test", "path": str(htpasswd)}}
+    with running(tmp_path / "reg", auth, push_auth=basic("puller", "correct-horse-battery")) as reg:
+        data = os.urandom(1 << 20)
+        reg.push_artifact("private/os", "v1", data, "disk.img")
+        url = f"oci://{reg.host}/private/os:v1"
+        with pytest.raises(OciAuthError, match=rf"HTTP 401: the registry requires a login \(Basic realm "
+                                               rf"'tether-test'\); add credentials for {reg.host} to "
+                                               r"/etc/tether/registries\.json"):
+            open_source(url, timeout=10)
+
+        write_settings(settings_root, {"auths": {reg.host: {"username": "puller", "password": "wrong-password"}}})
+        with pytest.raises(OciAuthError, match=rf"HTTP 401.*refused the credentials for {reg.host} \(user "
+                                               r"'puller'\)") as e:
+            open_source(url, timeout=10)
+        assert "wrong-password" not in str(e.value)
+
+        write_settings(settings_root, {"auths": {f"https://{reg.host}/v2/": {"auth": basic(
+            "puller", "correct-horse-battery").split()[1]}}}, mode=0o644)
+        with pytest.raises(RegistryConfigError, match=r"registries\.json in .*: mode 0644; it holds registry "
+                                                      r"credentials and must be readable by its owner only"):
+            open_source(url, timeout=10)
+        (settings_root / "etc/tether/registries.json").chmod(0o600)
+        got, src = read_all(url)
+        assert got == data and src.verified
+    assert "correct-horse-battery" not in caplog.text and "wrong-password" not in caplog.text
+
+
+def test_token_service_bearer_flow(tmp_path: Path, settings_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    tokens = TokenService(tmp_path / "token", "fleet", "token-secret-pw").start()
+    try:
+        reg = Registry(tmp_path / "reg", tokens.registry_auth())
+        reg.push_auth = "Bearer " + tokens.mint("repository:fleet/os:pull,push")
+        with running(reg.work, reg.auth, reg.push_auth) as reg:
+            data = os.urandom(1 << 20)
+            manifest, _ = reg.push_artifact("fleet/os", "v2", data, "os.cosi")
+            url = f"oci://{reg.host}/fleet/os@{manifest}"
+            with pytest.raises(OciAuthError, match=r"token service http://127\.0\.0\.1:\d+/token: HTTP 401: refused "
+                                                   r"an anonymous token for repository:fleet/os:pull; add credentials"):
+                open_source(url, timeout=10)
+            write_settings(settings_root, {"auths": {reg.host: {"username": "fleet",
+                                                                "password": "token-secret-pw"}}})
+            before = len(tokens.minted)
+            got, src = read_all(url)
+            assert got == data and src.verified
+            asked = tokens.asked[-1]
+            assert asked["query"] == {"service": "tether-test-registry", "scope": "repository:fleet/os:pull"}
+            assert asked["authorization"] == basic("fleet", "token-secret-pw")
+            issued = tokens.minted[before:]
+            assert issued
+    finally:
+        tokens.stop()
+    assert "token-secret-pw" not in caplog.text
+    assert not any(t in caplog.text or t.split(".")[2] in caplog.text for t in issued)
+
+
+def test_a_mirror_that_is_down_falls_back_to_the_origin(registry: Registry, pushed: dict[str, Any],
+                                                         settings_root: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    from tests.engine.registry_rig import free_port
+    dead = f"127.0.0.1:{free_port()}"
+    write_settings(settings_root, {"mirrors": {registry.host: [f"http://{dead}"]}})
+    got, src = read_all(f"oci://{registry.host}/{REPO}:v1")
+    assert got == pushed["data"] and src.verified
+    assert f"mirror http://{dead} failed" in caplog.text
+
+
+def test_a_mirror_is_asked_before_the_origin(tmp_path: Path, settings_root: Path) -> None:
+    with running(tmp_path / "origin") as origin, running(tmp_path / "mirror") as mirror:
+        data = os.urandom(1 << 18)
+        origin.push_artifact("os/m", "v1", data, "disk.img")
+        mirror.push_artifact("os/m", "v1", data, "disk.img")
+        write_settings(settings_root, {"mirrors": {origin.host: [mirror.host]}})
+        origin.stop()  # only the mirror can answer now
+        got, src = read_all(f"oci://{origin.host}/os/m:v1")
+        assert got == data and src.verified
+        mirror.stop()
+        with pytest.raises(OciError) as e:
+            open_source(f"oci://{origin.host}/os/m:v1", timeout=3, retries=0)
+        print(e.value)
+        assert str(e.value).startswith(f"oci://{origin.host}/os/m:v1: http://{origin.host}/v2/os/m/manifests/v1: ")
+        assert f"(mirrors tried first: http://{mirror.host}: " in str(e.value)
