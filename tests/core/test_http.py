@@ -315,3 +315,65 @@ def test_stream_needs_a_minimum_rate_not_just_some_bytes(base: str) -> None:
     fast = Stream(base + "/big", timeout=0.5, min_rate=100)
     assert fast.read(100000) and fast.length is None
     fast.close()
+
+
+def _drip_relay(upstream: tuple[str, int], stop: threading.Event) -> int:
+    """A TCP relay that passes the client's bytes on at once and the server's one byte every 20 ms."""
+    import socket
+
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+
+    def pump(src: socket.socket, dst: socket.socket, drip: bool) -> None:
+        try:
+            while not stop.is_set():
+                data = src.recv(4096)
+                if not data:
+                    return
+                for i in range(len(data)) if drip else [None]:
+                    if i is None:
+                        dst.sendall(data)
+                    elif stop.wait(0.02):
+                        return
+                    else:
+                        dst.sendall(data[i:i + 1])
+        except OSError:
+            return
+
+    def accept() -> None:
+        conn, _ = lsock.accept()
+        up = socket.create_connection(upstream)
+        threading.Thread(target=pump, args=(conn, up, False), daemon=True).start()
+        pump(up, conn, True)
+
+    threading.Thread(target=accept, daemon=True).start()
+    port: int = lsock.getsockname()[1]
+    return port
+
+
+def test_a_dripped_tls_handshake_ends_at_the_deadline(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    from tests.hostile.server import make_cert
+
+    cert, key = make_cert(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("H", (Handler,), {"calls": 0}))
+    # the handshake in the handler's thread: serve_forever must not sit in accept() behind the relay's drip
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    stop = threading.Event()
+    try:
+        port = _drip_relay(("127.0.0.1", srv.server_address[1]), stop)
+        t0 = time.monotonic()
+        with pytest.raises(HttpError, match=r"TLS handshake: no answer within the time allowed"):
+            request(f"https://127.0.0.1:{port}/ok", timeout=0.5, retries=0)
+        assert time.monotonic() - t0 < 0.9          # the certificate alone takes ~20 s at this pace
+    finally:
+        stop.set()
+        srv.shutdown()
+        srv.server_close()
