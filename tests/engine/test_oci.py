@@ -14,11 +14,18 @@ from typing import Any
 
 import pytest
 
+from tests.engine.conftest import BuiltImage, LoopDisk
 from tests.engine.registry_rig import OCI_INDEX, OCI_MANIFEST, Registry, TokenService, basic, htpasswd_line, running
 from tether.engine import oci_config
+from tether.engine.hostconfig import parse_host_config
+from tether.engine.images import probe
+from tether.engine.install import InstallOptions, install
 from tether.engine.oci import OciAuthError, OciError, OciSource, host_platform
 from tether.engine.oci_config import RegistryConfigError
 from tether.engine.sources import open_source
+from tether.engine.update import UpdateOptions, stage
+from tether.errors import TetherError
+from tether.runner import Runner
 from tether.target import Target
 
 REPO = "os/raw"
@@ -223,3 +230,56 @@ def test_a_mirror_is_asked_before_the_origin(tmp_path: Path, settings_root: Path
         print(e.value)
         assert str(e.value).startswith(f"oci://{origin.host}/os/m:v1: http://{origin.host}/v2/os/m/manifests/v1: ")
         assert f"(mirrors tried first: http://{mirror.host}: " in str(e.value)
+
+
+def test_install_and_stage_images_pulled_from_the_registry(loopdisk: LoopDisk, images: dict[str, BuiltImage],
+                                                           registry: Registry, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A raw zstd image installed into slot A and a COSI file staged into slot B, both from oci:// references."""
+    from tests.engine.test_servicing import ROOT_A, ROOT_B, _metadata, commit, config, live_root, mounted_ro, sha
+    v1, v2 = images["v1"], images["v2"]
+    registry.push_artifact("os/loop", "v1", v1.zst.read_bytes(), "v1.img.zst")
+    v2_manifest, v2_layer = registry.push_artifact("os/loop", "v2", v2.cosi.read_bytes(), "v2.cosi")
+
+    hc = parse_host_config(config(loopdisk.device, f"oci://{registry.host}/os/loop:v1", v1.sha256(v1.zst)))
+    info = probe(hc.image) if hc.image else None
+    assert info is not None and info.kind == "zstd"
+    install(hc, Runner(), InstallOptions())
+    with mounted_ro(loopdisk.part(ROOT_A), tmp_path / "a") as a:
+        assert (a / "usr/share/payload.bin").read_bytes() == v1.files["usr/share/payload.bin"]
+    commit(loopdisk, tmp_path)
+    a_before = sha(loopdisk.part(ROOT_A))
+
+    pin = hashlib.sha384(_metadata(v2.cosi)).hexdigest()
+    hc2 = parse_host_config(config(loopdisk.device, f"oci://{registry.host}/os/loop@{v2_manifest}", pin,
+                                   "node-2", "sha384"))
+    assert hc2.image is not None
+    info = probe(hc2.image)
+    assert info.kind == "cosi" and info.metadata is not None and info.provides("/")
+    caplog.set_level(logging.INFO, logger="tether.engine.oci")
+    with live_root(loopdisk, tmp_path / "live") as live:
+        what, doc = stage(hc2, Runner(), live, UpdateOptions())
+    # the COSI file's tar padding is read at close, so the whole blob was checked against its digest
+    assert f"blob digest {v2_layer} verified" in caplog.text
+    assert what == "staged into volume-b", what
+    assert doc["servicingState"] == "ab-update-staged"
+    assert sha(loopdisk.part(ROOT_A)) == a_before
+    with mounted_ro(loopdisk.part(ROOT_B), tmp_path / "b") as b:
+        assert (b / "usr/share/payload.bin").read_bytes() == v2.files["usr/share/payload.bin"]
+        assert (b / "etc/os-release").read_bytes() == b"ID=test\nVERSION_ID=2\n"
+        assert (b / "etc/hostname").read_text() == "node-2\n"
+
+
+def test_a_wrong_pin_on_a_pulled_image_stops_the_install(loopdisk: LoopDisk, images: dict[str, BuiltImage],
+                                                         registry: Registry) -> None:
+    v1 = images["v1"]
+    registry.push_artifact("os/pinned", "v1", v1.zst.read_bytes(), "v1.img.zst")
+    hc = parse_host_config(config_for(loopdisk.device, f"oci://{registry.host}/os/pinned:v1", "0" * 64))
+    with pytest.raises(TetherError, match=r"oci://127\.0\.0\.1:\d+/os/pinned:v1: sha256 is [0-9a-f]{64}, the host "
+                                          r"configuration pins 0{64}"):
+        install(hc, Runner(), InstallOptions())
+
+
+def config_for(disk: str, url: str, digest: str) -> dict[str, Any]:
+    from tests.engine.test_servicing import config
+    return config(disk, url, digest)
