@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tether.engine import signatures, writer
@@ -103,8 +103,17 @@ def _check_metadata_pin(image: OsImage, raw: bytes) -> None:
 
 
 def deploy(image: OsImage, targets: dict[str, str], *, discard: bool = True,
-           progress: ProgressFn | None = None, **net: float) -> list[Deployed]:
-    """Write the image's filesystems to ``targets`` (mount point -> partition device)."""
+           progress: ProgressFn | None = None, seeds: Sequence[str] | None = None,
+           chunk_cache: str | None = None, **net: float) -> list[Deployed]:
+    """Write the image's filesystems to ``targets`` (mount point -> partition device).
+
+    ``seeds`` (an A/B update: the active slot's root device) turns on adaptive downloads (``engine/adaptive.py``)
+    when the image has a chunk index: only the chunks no seed, the target or the cache ``chunk_cache`` holds are
+    fetched. Without an index, the image is downloaded whole."""
+    if seeds is not None and set(targets) == {"/"}:
+        done = _deploy_adaptive(image, targets["/"], seeds, chunk_cache, progress, net)
+        if done is not None:
+            return [done]
     src = _open(image, net)
     try:
         total = src.size
@@ -134,6 +143,22 @@ def deploy(image: OsImage, targets: dict[str, str], *, discard: bool = True,
         return deployed
     finally:
         src.close()
+
+
+def _deploy_adaptive(image: OsImage, dev: str, seeds: Sequence[str], chunk_cache: str | None,
+                     progress: ProgressFn | None, net: dict[str, float]) -> Deployed | None:
+    from tether.engine import adaptive
+    from tether.engine.chunkcache import DEFAULT_DIR
+
+    tick = (lambda done, total: progress("/", done, total)) if progress is not None else None
+    try:
+        stats = adaptive.deploy(image.url, _pin(image), dev, seeds, chunk_cache or DEFAULT_DIR, net,
+                                tick)
+    except adaptive.AdaptiveHashError as e:
+        raise ImageHashError(str(e), "/") from None
+    if stats is None:
+        return None
+    return Deployed("/", dev, stats.size, 0, None)
 
 
 def _deploy_single(image: OsImage, kind: str, file_hash: HashingReader, targets: dict[str, str],

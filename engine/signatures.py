@@ -207,6 +207,21 @@ def signed_digest(url: str, net: dict[str, float], pinned: tuple[str, str] | Non
 
     ``pinned`` is the host configuration's (algorithm, digest); a SHA-384 pin that disagrees is an error here,
     before anything is downloaded."""
+    signed = signed_manifest(url, net)
+    if signed is None:
+        return None
+    manifest, man_url, who = signed
+    digest = parse_manifest(manifest, url, man_url)
+    if pinned and pinned[0] == "sha384" and not hmac.compare_digest(pinned[1].lower(), digest):
+        raise SignatureError(f"{man_url}: signed sha384 {digest} differs from the host configuration's pin "
+                             f"{pinned[1]}")
+    LOG.info("%s: sha384 %s signed by %s", url, digest, who)
+    return SignedDigest(digest, who)
+
+
+def signed_manifest(url: str, net: dict[str, float]) -> tuple[bytes, str, str] | None:
+    """The raw image's manifest ``U.sha384`` once its signature is verified: (its bytes, its URL, the signer).
+    None when no key is installed. The manifest may list other files than the image (its chunk index)."""
     store = trust()
     signers = store.allowed_signers()
     if not signers:
@@ -214,13 +229,7 @@ def signed_digest(url: str, net: dict[str, float], pinned: tuple[str, str] | Non
     man_url = url + MANIFEST_SUFFIX
     manifest = _fetch(man_url, "digest manifest", store, net)
     sig_url = man_url + ".sig"
-    who = verify(store, signers, manifest, _fetch(sig_url, "signature", store, net), sig_url)
-    digest = parse_manifest(manifest, url, man_url)
-    if pinned and pinned[0] == "sha384" and not hmac.compare_digest(pinned[1].lower(), digest):
-        raise SignatureError(f"{man_url}: signed sha384 {digest} differs from the host configuration's pin "
-                             f"{pinned[1]}")
-    LOG.info("%s: sha384 %s signed by %s", url, digest, who)
-    return SignedDigest(digest, who)
+    return manifest, man_url, verify(store, signers, manifest, _fetch(sig_url, "signature", store, net), sig_url)
 
 
 def parse_manifest(text: bytes, image_url: str, where: str) -> str:

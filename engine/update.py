@@ -38,6 +38,7 @@ LOG = logging.getLogger(__name__)
 
 NO_OP = "no-op"
 AB_UPDATE = "ab-update"
+CHUNK_CACHE = "/var/cache/tether/chunks"
 
 
 class UpdateError(TetherError):
@@ -188,9 +189,11 @@ def _stage_into(hc: HostConfiguration, new_spec: dict[str, Any], installed: dict
     net = {"timeout": opts.net_timeout, "retries": float(opts.net_retries)}
     for dev in [*targets.values(), *(d for d, _t in fresh)]:
         mounts.release(runner, dev)
+    # adaptive downloads reuse the active root's chunks (engine/adaptive.py) when the image has a chunk index
+    seeds = [layout.device(_device_id_for_mount(hc, "/"), active)] if "/" in targets else None
     try:
-        deployed = images.deploy(hc.image, targets, discard=opts.discard, progress=opts.progress,
-                                 **net) if hc.image and targets else []
+        deployed = images.deploy(hc.image, targets, discard=opts.discard, progress=opts.progress, seeds=seeds,
+                                 chunk_cache=str(root.path(CHUNK_CACHE)), **net) if hc.image and targets else []
     except images.ImageHashError as e:
         _mark_bad(store, runner, inactive, list(targets.values()), "image-hash-mismatch", str(e))
         raise
