@@ -283,3 +283,35 @@ def test_a_wrong_pin_on_a_pulled_image_stops_the_install(loopdisk: LoopDisk, ima
 def config_for(disk: str, url: str, digest: str) -> dict[str, Any]:
     from tests.engine.test_servicing import config
     return config(disk, url, digest)
+
+
+def test_a_signed_cosi_image_from_the_registry(images: dict[str, BuiltImage], registry: Registry, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signature of oci://R/repo:TAG is the artifact tagged TAG.sig, as U.sig is for any other URL."""
+    import shutil
+
+    from tests.engine.test_signatures import keygen, metadata_of, sign, trust
+    from tether.engine import signatures
+    from tether.engine.hostconfig import OsImage
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("needs ssh-keygen")
+    root = tmp_path / "servicing-root"
+    (root / "etc/tether/keys").mkdir(parents=True)
+    monkeypatch.setattr(signatures, "_trust", signatures.TrustStore(Target.at(root), Runner()))
+    key = keygen(tmp_path, "release")
+    trust(root / "etc/tether/keys", key, "release-2026")
+    cosi = images["v2"].cosi
+    meta = tmp_path / "metadata.json"
+    meta.write_bytes(metadata_of(cosi))
+    manifest, _ = registry.push_artifact("os/signed", "v2", cosi.read_bytes(), "v2.cosi")
+    url = f"oci://{registry.host}/os/signed:v2"
+    with pytest.raises(signatures.SignatureError, match=rf"{url}\.sig: the image's signature is missing"):
+        probe(OsImage(url=url, sha384="ignored"))
+    registry.push_artifact("os/signed", "v2.sig", sign(key, meta).read_bytes(), "v2.cosi.sig")
+    assert probe(OsImage(url=url, sha384="ignored")).kind == "cosi"
+    other = keygen(tmp_path, "intruder")
+    registry.push_artifact("os/signed", "v2.sig", sign(other, meta).read_bytes(), "v2.cosi.sig")
+    with pytest.raises(signatures.SignatureError, match="signed by a key that is not trusted"):
+        probe(OsImage(url=url, sha384="ignored"))
+    with pytest.raises(signatures.SignatureError, match="signature is missing or unreadable"):
+        probe(OsImage(url=f"oci://{registry.host}/os/signed@{manifest}", sha384="ignored"))
