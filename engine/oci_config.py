@@ -130,6 +130,10 @@ def load() -> RegistryConfig:
 def parse(doc: Any, where: str) -> RegistryConfig:
     if not isinstance(doc, dict):
         raise RegistryConfigError(f"{where}: expected a JSON object")
+    for key in ("credsStore", "credHelpers"):
+        if doc.get(key):
+            raise RegistryConfigError(f"{where}: {key}: credential helpers are not supported; put the credentials "
+                                      "in \"auths\"")
     auths: dict[str, Credentials] = {}
     for host, entry in _obj(doc.get("auths", {}), f"{where}: auths").items():
         auths[_host_key(host)] = _credentials(entry, f"{where}: auths.{host}")

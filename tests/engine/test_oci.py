@@ -315,3 +315,77 @@ def test_a_signed_cosi_image_from_the_registry(images: dict[str, BuiltImage], re
         probe(OsImage(url=url, sha384="ignored"))
     with pytest.raises(signatures.SignatureError, match="signature is missing or unreadable"):
         probe(OsImage(url=f"oci://{registry.host}/os/signed@{manifest}", sha384="ignored"))
+
+
+def test_a_signed_raw_image_from_the_registry(images: dict[str, BuiltImage], registry: Registry, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """oci://R/os/sraw:v1 is signed by TAG.sha384 (sha384sum output naming ``sraw:v1``) and TAG.sha384.sig."""
+    import shutil
+
+    from tests.engine.test_signatures import keygen, sign, trust
+    from tether.engine import signatures
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("needs ssh-keygen")
+    root = tmp_path / "servicing-root"
+    (root / "etc/tether/keys").mkdir(parents=True)
+    monkeypatch.setattr(signatures, "_trust", signatures.TrustStore(Target.at(root), Runner()))
+    key = keygen(tmp_path, "release")
+    trust(root / "etc/tether/keys", key, "release-2026")
+    data = images["v1"].zst.read_bytes()
+    registry.push_artifact("os/sraw", "v1", data, "v1.img.zst")
+    man = tmp_path / "v1.img.zst.sha384"
+    man.write_text(f"{hashlib.sha384(data).hexdigest()}  sraw:v1\n")
+    registry.push_artifact("os/sraw", "v1.sha384", man.read_bytes(), man.name)
+    registry.push_artifact("os/sraw", "v1.sha384.sig", sign(key, man).read_bytes(), man.name + ".sig")
+    got = signatures.signed_digest(f"oci://{registry.host}/os/sraw:v1", {})
+    assert got == signatures.SignedDigest(hashlib.sha384(data).hexdigest(), "release-2026")
+
+
+@pytest.mark.parametrize("url,want", [
+    ("oci://registry.example.com/os/base:3.0", ("registry.example.com", "os/base", "3.0", None)),
+    ("oci://127.0.0.1:5000/base", ("127.0.0.1:5000", "base", "latest", None)),
+    ("oci://[::1]:5000/a/b/c@sha256:" + "ab" * 32, ("[::1]:5000", "a/b/c", None, "sha256:" + "ab" * 32)),
+    ("oci://r.io/x:v1@sha256:" + "00" * 32, ("r.io", "x", "v1", "sha256:" + "00" * 32)),
+])
+def test_references(url: str, want: tuple[str, str, str | None, str | None]) -> None:
+    from tether.engine.oci import parse_reference
+    ref = parse_reference(url)
+    assert (ref.registry, ref.repository, ref.tag, ref.digest) == want
+
+
+@pytest.mark.parametrize("url,message", [
+    ("oci://registry", "expected oci://registry/repository:tag"),
+    ("oci://u:p@registry/os:1", "credentials do not go in the URL"),
+    ("oci://registry/os@sha256:abc", "is not a digest"),
+    ("oci://registry/os:bad/tag", "is not a repository name"),
+    ("oci://registry/os:-x", "is not a valid tag"),
+    ("oci://bad_host!/os:1", "is not a registry host"),
+])
+def test_bad_references_are_named(url: str, message: str) -> None:
+    from tether.engine.oci import parse_reference
+    with pytest.raises(OciError, match=message) as e:
+        parse_reference(url)
+    assert ":p@" not in str(e.value)
+
+
+@pytest.mark.parametrize("doc,message", [
+    ({"auths": {"r.io": {"auth": "not base64!"}}}, r"auths\.r\.io\.auth: not base64 of user:password"),
+    ({"auths": {"r.io": {"identitytoken": "x"}}}, r"auths\.r\.io: expected \"auth\".*found identitytoken"),
+    ({"credsStore": "desktop"}, "credsStore: credential helpers are not supported"),
+    ({"mirrors": {"r.io": "m.lan"}}, r"mirrors\.r\.io: expected a list"),
+    ({"mirrors": {"r.io": ["m.lan/path"]}}, r"mirrors\.r\.io: expected a list of host\[:port\]"),
+    ({"plainHttp": "r.io"}, "plainHttp: expected a list"),
+])
+def test_bad_registry_settings_are_named(settings_root: Path, doc: dict[str, Any], message: str) -> None:
+    write_settings(settings_root, doc)
+    with pytest.raises(RegistryConfigError, match=message):
+        oci_config.load()
+
+
+def test_registry_settings_endpoints(settings_root: Path) -> None:
+    write_settings(settings_root, {"mirrors": {"r.io": ["m1.lan", "http://m2.lan:5000", "127.0.0.1:5001"]},
+                                   "plainHttp": ["m1.lan"]})
+    cfg = oci_config.load()
+    assert [e.base for e in cfg.endpoints("r.io")] == ["http://m1.lan", "http://m2.lan:5000",
+                                                       "http://127.0.0.1:5001", "https://r.io"]
+    assert [e.base for e in cfg.endpoints("other.io")] == ["https://other.io"]
