@@ -88,7 +88,7 @@ class Endpoint:
     def __init__(self, base: str, budget: Budget) -> None:
         self.base = base
         self.budget = budget
-        self.session = Session()
+        self.session = Session(proxies=False)
 
     def close(self) -> None:
         self.session.close()

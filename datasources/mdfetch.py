@@ -104,6 +104,7 @@ class Budget:
         """``tether.http.request`` (2xx or HttpError), within the budget."""
         cap = self.begin(url)
         try:
-            return self.spend(request(url, max_body=cap, **kw))
+            # a metadata service is the instance's own (link-local): never through a proxy
+            return self.spend(request(url, max_body=cap, proxies=False, **kw))
         except HttpError as e:
             raise self.failed(e) from None

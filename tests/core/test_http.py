@@ -377,3 +377,97 @@ def test_a_dripped_tls_handshake_ends_at_the_deadline(tmp_path, monkeypatch: pyt
         stop.set()
         srv.shutdown()
         srv.server_close()
+
+
+def test_proxies_from_the_environment(monkeypatch: pytest.MonkeyPatch, base: str) -> None:
+    from tether.http import Session
+
+    proxy = Raw([b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nproxied"] * 2)
+    try:
+        monkeypatch.setenv("http_proxy", proxy.url.replace("http://", "http://pu:pp@"))
+        monkeypatch.setenv("no_proxy", "localhost,.internal.example")
+        resp = request("http://files.example:8080/a?x=1", timeout=2, retries=0)
+        assert resp.body == b"proxied"
+        head = proxy.requests[0]
+        assert head.startswith(b"GET http://files.example:8080/a?x=1 HTTP/1.1\r\nHost: files.example:8080\r\n")
+        assert b"\r\nProxy-Authorization: Basic cHU6cHA=" in head
+        # no_proxy, and callers that never use one (metadata services), go direct
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        assert request(base + "/ok", timeout=2, retries=0).body == b"ok"
+        monkeypatch.setenv("no_proxy", "")
+        with Session(proxies=False) as s:
+            assert s.call(base + "/ok", timeout=2).body == b"ok"
+        assert len(proxy.requests) == 1
+    finally:
+        proxy.close()
+
+
+def test_https_through_a_proxy_tunnel(monkeypatch: pytest.MonkeyPatch) -> None:
+    refused = Raw([b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"])
+    try:
+        monkeypatch.setenv("https_proxy", refused.url)
+        with pytest.raises(HttpError, match=r"proxy 127\.0\.0\.1:\d+ refused a tunnel to secure\.example:443 "
+                                             r"\(HTTP 403\)"):
+            request("https://secure.example/x", timeout=2, retries=0)
+        assert refused.requests[0].startswith(b"CONNECT secure.example:443 HTTP/1.1\r\n")
+    finally:
+        refused.close()
+
+
+def test_https_through_a_working_tunnel_is_still_verified(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import ssl
+
+    from tests.hostile.server import make_cert
+
+    cert, key = make_cert(tmp_path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("H", (Handler,), {"calls": 0}))
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    seen: list[bytes] = []
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            dst.close()
+
+    def proxy() -> None:
+        while True:
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            seen.append(head)
+            host, port = head.split(b" ")[1].decode().rsplit(":", 1)
+            up = socket.create_connection((host, int(port)))
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            threading.Thread(target=pump, args=(up, conn), daemon=True).start()
+            threading.Thread(target=pump, args=(conn, up), daemon=True).start()
+
+    threading.Thread(target=proxy, daemon=True).start()
+    url = f"https://127.0.0.1:{srv.server_address[1]}/ok"
+    try:
+        monkeypatch.setenv("https_proxy", f"127.0.0.1:{lsock.getsockname()[1]}")
+        with pytest.raises(HttpError, match="TLS certificate not trusted"):
+            request(url, timeout=2, retries=0)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        assert request(url, timeout=2, retries=0).body == b"ok"
+        assert [h.split(b"\r\n", 1)[0] for h in seen] == [f"CONNECT 127.0.0.1:{srv.server_address[1]} HTTP/1.1"
+                                                          .encode()] * 2
+    finally:
+        lsock.close()
+        srv.shutdown()
+        srv.server_close()

@@ -72,8 +72,14 @@ def _check_header(name: str, value: str, url: str) -> None:
                              "values may not contain line breaks")
 
 
-def _request_bytes(method: str, target: urls.Target, headers: Mapping[str, str], data: bytes | None) -> bytes:
-    lines = [f"{method} {target.path} HTTP/1.1", f"Host: {target.host_header}"]
+def _request_bytes(method: str, target: urls.Target, headers: Mapping[str, str], data: bytes | None,
+                   proxy: urls.Target | None = None) -> bytes:
+    where = target.path
+    if proxy is not None and target.scheme == "http":         # a plain-http proxy wants the absolute URL
+        where = f"http://{target.host_header}{target.path}"
+    lines = [f"{method} {where} HTTP/1.1", f"Host: {target.host_header}"]
+    if proxy is not None and proxy.auth and target.scheme == "http":
+        lines.append(f"Proxy-Authorization: {proxy.auth}")
     given = {k.lower() for k in headers}
     defaults = {"user-agent": USER_AGENT, "accept-encoding": "identity", "connection": "keep-alive"}
     lines += [f"{k.title()}: {v}" for k, v in defaults.items() if k not in given]
@@ -94,8 +100,21 @@ def _error(url: str, e: wire.WireError) -> HttpError:
 class Session:
     """Connections kept alive between requests, one per origin (the EC2 crawl makes ~80 small requests)."""
 
-    def __init__(self) -> None:
+    def __init__(self, proxies: bool = True) -> None:
+        """``proxies``: honour ``http_proxy``/``https_proxy``/``no_proxy``; metadata services (link-local, the
+        instance's own) are always reached directly."""
         self._idle: dict[tuple[str, str, int], wire.Conn] = {}
+        self.proxies = proxies
+
+    def _proxy(self, target: urls.Target) -> urls.Target | None:
+        if not self.proxies:
+            return None
+        import os
+
+        try:
+            return urls.proxy_for(target, os.environ)
+        except urls.UrlError as e:
+            raise HttpError(target.url, f"cannot use the proxy: {e}") from None
 
     def __enter__(self) -> Session:
         return self
@@ -110,13 +129,14 @@ class Session:
 
     def _exchange(self, method: str, target: urls.Target, headers: Mapping[str, str], data: bytes | None,
                   deadline: float) -> tuple[wire.Conn, wire.Head]:
-        payload = _request_bytes(method, target, headers, data)
+        proxy = self._proxy(target)
+        payload = _request_bytes(method, target, headers, data, proxy)
         for _ in (0, 1):
             conn = self._idle.pop(target.origin, None)
             reused = conn is not None
             if conn is None:
                 try:
-                    conn = wire.Conn(wire.open_socket(target, deadline), target.origin)
+                    conn = wire.Conn(wire.open_socket(target, deadline, proxy), target.origin)
                 except wire.WireError as e:
                     raise _error(target.url, e) from None
             try:
@@ -214,7 +234,7 @@ class Session:
 def request(url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None, data: bytes | None = None,
             timeout: float = 5.0, retries: int = 2, deadline: float | None = None,
             retry_statuses: tuple[int, ...] = RETRY_STATUSES, max_body: int = MAX_BODY, sleep: float = 0.5,
-            max_redirects: int = MAX_REDIRECTS, session: Session | None = None) -> Response:
+            max_redirects: int = MAX_REDIRECTS, session: Session | None = None, proxies: bool = True) -> Response:
     """Fetch ``url`` and return a 2xx answer; anything else raises HttpError.
 
     Retried (at most ``retries`` more tries, pausing ``backoff``): network errors, timeouts and
@@ -222,7 +242,7 @@ def request(url: str, *, method: str = "GET", headers: Mapping[str, str] | None 
     ``max_body``, a malformed answer and a refused redirect. No try starts after ``deadline``.
     """
     own = session is None
-    s = session or Session()
+    s = session or Session(proxies)
     last: HttpError | None = None
     try:
         for attempt in range(retries + 1):

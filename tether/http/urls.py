@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
@@ -21,6 +22,8 @@ def redact_url(url: str) -> str:
         port = s.port
     except ValueError:
         return "<unparseable URL>"
+    if not s.scheme or not s.netloc and s.scheme != "file":  # not a URL at all: may be anything, a password too
+        return "<not a URL>"
     if ":" in host:
         host = f"[{host}]"
     if port:
@@ -81,3 +84,34 @@ def parse(url: str) -> Target:
 def resolve(base: str, location: str) -> str:
     """A redirect's ``Location`` against the URL that answered it (fragments dropped)."""
     return urljoin(base, location.strip()).split("#", 1)[0]
+
+
+def proxy_for(target: Target, env: Mapping[str, str]) -> Target | None:
+    """The proxy for ``target`` from ``http_proxy``/``https_proxy`` (either case) and ``no_proxy``, as curl and
+    urllib read them; None for a direct connection. Only http:// proxies are used (https through CONNECT)."""
+    if _bypassed(target.host, env.get("no_proxy", env.get("NO_PROXY", ""))):
+        return None
+    key = f"{target.scheme}_proxy"
+    value = (env.get(key) or env.get(key.upper()) or "").strip()
+    if not value:
+        return None
+    proxy = parse(value if "://" in value else "http://" + value)
+    if proxy.scheme != "http":
+        raise UrlError(f"{key} {proxy.shown}: only http:// proxies are supported")
+    return proxy
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    host = host.lower().rstrip(".")
+    for entry in no_proxy.replace(",", " ").split():
+        entry = entry.lower().strip()
+        if entry == "*":
+            return True
+        if entry.startswith("[") and "]" in entry:          # [::1]:8080
+            entry = entry[1:entry.index("]")]
+        elif entry.count(":") == 1:                        # host:port
+            entry = entry.split(":", 1)[0]
+        entry = entry.lstrip(".").rstrip(".")
+        if entry and (host == entry or host.endswith("." + entry)):
+            return True
+    return False

@@ -70,8 +70,36 @@ def _addresses(host: str, port: int, deadline: float) -> list[tuple[int, Any]]:
     return [(fam, addr) for fam, _, _, _, addr in got]
 
 
-def open_socket(target: Target, deadline: float) -> socket.socket:
-    """A connected socket (TLS-wrapped and verified for https), within the deadline."""
+def open_socket(target: Target, deadline: float, proxy: Target | None = None) -> socket.socket:
+    """A connected socket (TLS-wrapped and verified for https), within the deadline; through ``proxy`` when
+    given (an https target through a CONNECT tunnel)."""
+    sock = _tcp(proxy or target, deadline)
+    if proxy is not None and target.scheme == "https":
+        _tunnel(sock, target, proxy, deadline)
+    if target.scheme != "https":
+        return sock
+    return _tls(sock, target, deadline)
+
+
+def _tunnel(sock: socket.socket, target: Target, proxy: Target, deadline: float) -> None:
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    lines = [f"CONNECT {host}:{target.port} HTTP/1.1", f"Host: {host}:{target.port}"]
+    if proxy.auth:
+        lines.append(f"Proxy-Authorization: {proxy.auth}")
+    conn = Conn(sock, proxy.origin)
+    try:
+        conn.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), deadline)
+        head = conn.read_head(deadline)
+    except WireError as e:
+        sock.close()
+        raise WireError(f"proxy {proxy.host}:{proxy.port}: {e}", e.kind) from None
+    if head.status != 200 or conn.buf:
+        sock.close()
+        raise WireError(f"proxy {proxy.host}:{proxy.port} refused a tunnel to {target.host}:{target.port} "
+                        f"(HTTP {head.status})", "protocol")
+
+
+def _tcp(target: Target, deadline: float) -> socket.socket:
     last: Exception | None = None
     sock: socket.socket | None = None
     for family, addr in _addresses(target.host, target.port, deadline):
@@ -97,8 +125,10 @@ def open_socket(target: Target, deadline: float) -> socket.socket:
         why = last.strerror if isinstance(last, OSError) and last.strerror else last
         raise WireError(f"unreachable: cannot connect to {target.host}:{target.port} ({why})")
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if target.scheme != "https":
-        return sock
+    return sock
+
+
+def _tls(sock: socket.socket, target: Target, deadline: float) -> socket.socket:
     import ssl  # here: most requests (metadata) are plain http, and ssl costs at import
 
     ctx = ssl.create_default_context()      # certificate and host name verified; never turned off
