@@ -246,3 +246,82 @@ class TokenService:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+@dataclass
+class Front:
+    """A loopback server in front of a registry: passes requests through, and on blob GETs either redirects to
+    ``storage`` (another origin, as hosted registries send blobs to object storage) or, ``drop_after`` set, sends
+    only that many bytes of the first full answer and closes the connection."""
+
+    upstream: Registry
+    storage: str | None = None
+    drop_after: int | None = None
+    port: int = 0
+    blob_gets: list[dict[str, str]] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> Front:
+        import http.client
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def _pass(self, method: str) -> None:
+                if method == "GET" and "/blobs/" in self.path:
+                    front.blob_gets.append({"range": self.headers.get("Range", "")})
+                    if front.storage is not None:
+                        self.send_response(307)
+                        self.send_header("Location", front.storage + self.path)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                conn = http.client.HTTPConnection("127.0.0.1", front.upstream.port, timeout=30)
+                hdrs = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "authorization", "range")}
+                conn.request(method, self.path, headers=hdrs)
+                resp = conn.getresponse()
+                body = resp.read()
+                conn.close()
+                drop = (front.drop_after is not None and method == "GET" and "/blobs/" in self.path
+                        and resp.status == 200 and len(body) > front.drop_after)
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                if drop:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                if method == "HEAD":
+                    return
+                if drop:
+                    assert front.drop_after is not None
+                    self.wfile.write(body[:front.drop_after])
+                    front.drop_after = None   # once
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                self._pass("GET")
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                self._pass("HEAD")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self._server.server_address[1])
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

@@ -15,7 +15,16 @@ from typing import Any
 import pytest
 
 from tests.engine.conftest import BuiltImage, LoopDisk
-from tests.engine.registry_rig import OCI_INDEX, OCI_MANIFEST, Registry, TokenService, basic, htpasswd_line, running
+from tests.engine.registry_rig import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Front,
+    Registry,
+    TokenService,
+    basic,
+    htpasswd_line,
+    running,
+)
 from tether.engine import oci_config
 from tether.engine.hostconfig import parse_host_config
 from tether.engine.images import probe
@@ -389,3 +398,33 @@ def test_registry_settings_endpoints(settings_root: Path) -> None:
     assert [e.base for e in cfg.endpoints("r.io")] == ["http://m1.lan", "http://m2.lan:5000",
                                                        "http://127.0.0.1:5001", "https://r.io"]
     assert [e.base for e in cfg.endpoints("other.io")] == ["https://other.io"]
+
+
+def test_a_blob_redirected_to_storage_is_read_and_seeked_there(registry: Registry, pushed: dict[str, Any]) -> None:
+    # the storage origin differs from the registry's (localhost vs 127.0.0.1): no credentials, no Range forwarded
+    front = Front(registry, storage=f"http://localhost:{registry.port}").start()
+    try:
+        got, src = read_all(f"oci://{front.host}/{REPO}:v1")
+        assert got == pushed["data"] and src.verified
+        src = open_source(f"oci://{front.host}/{REPO}:v1", timeout=10)
+        try:
+            buf = bytearray(1000)
+            for offset in (1 << 20, 5):
+                src.seek(offset)
+                n = src.readinto(memoryview(buf))
+                assert bytes(buf[:n]) == pushed["data"][offset:offset + n]
+        finally:
+            src.close()
+        assert len(front.blob_gets) == 2   # one per open; the seeks went to the storage URL with Range
+    finally:
+        front.stop()
+
+
+def test_a_dropped_blob_download_resumes_with_range(registry: Registry, pushed: dict[str, Any]) -> None:
+    front = Front(registry, drop_after=1 << 20).start()
+    try:
+        got, src = read_all(f"oci://{front.host}/{REPO}:v1")
+        assert got == pushed["data"] and src.verified and src.reconnects == 1
+        assert [g["range"] for g in front.blob_gets] == ["", f"bytes={1 << 20}-"]
+    finally:
+        front.stop()
