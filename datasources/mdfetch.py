@@ -38,6 +38,10 @@ def setting_urls(settings: Mapping[str, Any], key: str, default: tuple[str, ...]
                                                    for u in v):
         shown = [redact_url(u) if isinstance(u, str) else u for u in v] if isinstance(v, list) else v
         raise DatasourceError(f"datasource.{ds}.{key}: expected a list of http:// or https:// URLs, got {shown!r}")
+    for u in v:
+        if "@" in u.split("/", 3)[2]:
+            raise DatasourceError(f"datasource.{ds}.{key}: {redact_url(u)}: credentials in a URL end up in logs; "
+                                  f"put them in datasource.{ds}.headers")
     return [u.rstrip("/") for u in v]
 
 

@@ -65,6 +65,9 @@ def test_one_document_over_max_bytes_names_the_key(make_ds_ctx):
     ("max_bytes", "lots", r"datasource\.OpenStack\.max_bytes: expected a non-negative number"),
     ("headers", {"X-Token": "a\nb"}, r"datasource\.OpenStack\.headers\.X-Token: .*line breaks"),
     ("headers", ["X-Token: 1"], r"datasource\.OpenStack\.headers: expected a mapping"),
+    ("metadata_urls", ["http://u:SECRETPW@127.0.0.1:9/"],
+     r"^datasource\.OpenStack\.metadata_urls: http://127\.0\.0\.1:9/: credentials in a URL end up in logs; put "
+     r"them in datasource\.OpenStack\.headers$"),
 ])
 def test_bad_bound_or_header_settings_are_clear_errors(make_ds_ctx, key, value, message):
     ds = openstack.OpenStackDatasource(make_ds_ctx({"metadata_urls": ["http://127.0.0.1:9"], key: value}))
