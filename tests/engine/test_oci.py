@@ -29,7 +29,8 @@ from tether.engine import oci_config
 from tether.engine.hostconfig import parse_host_config
 from tether.engine.images import probe
 from tether.engine.install import InstallOptions, install
-from tether.engine.oci import OciAuthError, OciError, OciSource, host_platform
+from tether.engine.oci import OciAuthError, OciError, host_platform
+from tether.engine.oci_blob import OciSource
 from tether.engine.oci_config import RegistryConfigError
 from tether.engine.sources import open_source
 from tether.engine.update import UpdateOptions, stage
