@@ -4,8 +4,8 @@ Time: a try has ``timeout`` seconds to connect, finish the TLS handshake and rec
 and ``timeout`` more for the body (a buffered try lasts at most 2 x ``timeout``); everything ends at the caller's
 ``deadline`` (monotonic), retries and their backoff included. A stream's body instead must bring at least
 ``min_rate`` bytes a second, measured over every ``timeout``-long window. Size: the head is capped (``wire``), a
-buffered body at ``max_body``. Redirects: at most ``max_redirects``, never from https to http, and the caller's
-headers (credentials) are not sent to another origin.
+buffered body at ``max_body``. Redirects: at most ``max_redirects``, never from https to http, and of the
+caller's headers only those that carry no credentials (``CROSS_ORIGIN_HEADERS``) go to another origin.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_DRAIN = 64 * 1024
 USER_AGENT = "tether"
+# what a redirect to another origin keeps of the caller's headers (a Range resume must survive a CDN redirect);
+# anything else may be a credential (Authorization, a token header from configuration) and is dropped
+CROSS_ORIGIN_HEADERS = frozenset({"range", "if-range", "user-agent", "accept", "accept-encoding", "accept-language",
+                                  "content-type", "if-none-match", "if-modified-since"})
 
 
 class HttpError(TetherError):
@@ -163,7 +167,9 @@ class Session:
         target = first
         hops = 0
         while True:
-            sent = dict(headers or {}) if target.origin == first.origin else {}
+            sent = dict(headers or {})
+            if target.origin != first.origin:      # another server: only headers that carry no credentials
+                sent = {k: v for k, v in sent.items() if k.lower() in CROSS_ORIGIN_HEADERS}
             conn, head = self._exchange(method, target, sent, data, head_deadline)
             location = head.headers.get("location")
             if head.status not in REDIRECTS or not location:
