@@ -257,6 +257,7 @@ class Front:
     upstream: Registry
     storage: str | None = None
     drop_after: int | None = None
+    refuse: int = 0        # blob requests after the first (resumes, seeks) answered 401 as if the token expired
     port: int = 0
     blob_gets: list[dict[str, str]] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
@@ -276,6 +277,17 @@ class Front:
                 pass
 
             def _pass(self, method: str) -> None:
+                if front.refuse and "/blobs/" in self.path and (method == "HEAD" or self.headers.get("Range")):
+                    front.refuse -= 1
+                    probe = http.client.HTTPConnection("127.0.0.1", front.upstream.port, timeout=30)
+                    probe.request("GET", self.path)   # no credentials: the registry's own challenge
+                    challenge = probe.getresponse().getheader("WWW-Authenticate", "")
+                    probe.close()
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", challenge)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if method == "GET" and "/blobs/" in self.path:
                     front.blob_gets.append({"range": self.headers.get("Range", "")})
                     if front.storage is not None:

@@ -206,8 +206,24 @@ def test_token_service_bearer_flow(tmp_path: Path, settings_root: Path, caplog: 
             asked = tokens.asked[-1]
             assert asked["query"] == {"service": "tether-test-registry", "scope": "repository:fleet/os:pull"}
             assert asked["authorization"] == basic("fleet", "token-secret-pw")
+            assert len(tokens.minted) == before + 1
+
+            # a token that expires during a download: the seek's request is refused, a new token is fetched
+            front = Front(reg, refuse=2).start()
+            write_settings(settings_root, {"auths": {front.host: {"username": "fleet",
+                                                                  "password": "token-secret-pw"}}})
+            try:
+                src = open_source(f"oci://{front.host}/fleet/os@{manifest}", timeout=10)
+                try:
+                    src.seek(1000)
+                    buf = bytearray(100)
+                    assert src.readinto(memoryview(buf)) == 100 and bytes(buf) == data[1000:1100]
+                finally:
+                    src.close()
+            finally:
+                front.stop()
+            assert len(tokens.minted) == before + 3   # the open's token, then the one after the refusal
             issued = tokens.minted[before:]
-            assert issued
     finally:
         tokens.stop()
     assert "token-secret-pw" not in caplog.text
