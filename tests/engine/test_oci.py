@@ -282,7 +282,7 @@ def test_install_and_stage_images_pulled_from_the_registry(loopdisk: LoopDisk, i
     assert hc2.image is not None
     info = probe(hc2.image)
     assert info.kind == "cosi" and info.metadata is not None and info.provides("/")
-    caplog.set_level(logging.INFO, logger="tether.engine.oci")
+    caplog.set_level(logging.INFO, logger="tether.engine.oci_blob")
     with live_root(loopdisk, tmp_path / "live") as live:
         what, doc = stage(hc2, Runner(), live, UpdateOptions())
     # the COSI file's tar padding is read at close, so the whole blob was checked against its digest
