@@ -183,4 +183,5 @@ def _credentials(entry: Any, where: str) -> Credentials:
                                   f"\"password\"; found {keys} (identity tokens and credential helpers are not "
                                   "supported)")
     redact.add_secret(password)
+    redact.add_secret(base64.b64encode(f"{user}:{password}".encode()).decode("ascii"))  # as Basic sends it
     return Credentials(user, password)
