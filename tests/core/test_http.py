@@ -264,7 +264,11 @@ def test_header_injection_is_refused_before_sending() -> None:
     try:
         with pytest.raises(HttpError, match="values may not contain line breaks"):
             request(srv.url + "/", headers={"X-Token": "a\r\nEvil: 1"}, timeout=1, retries=0)
-        assert srv.requests == []
+        with pytest.raises(HttpError, match="names and values must be ASCII"):
+            request(srv.url + "/", headers={"X-Token": "\u2603"}, timeout=1, retries=0)
+        with pytest.raises(HttpError, match="non-ASCII characters"):
+            request(srv.url + "/caf\u00e9", timeout=1, retries=0)
+        assert srv.requests == [] and srv.connections == 0
     finally:
         srv.close()
 

@@ -74,6 +74,8 @@ def _check_header(name: str, value: str, url: str) -> None:
     if not name or any(c in name for c in ":\r\n ") or any(c in value for c in "\r\n\0"):
         raise HttpError(url, f"request header {name!r}: names may not contain ':', spaces or line breaks, "
                              "values may not contain line breaks")
+    if not name.isascii() or not value.isascii():
+        raise HttpError(url, f"request header {name!r}: names and values must be ASCII")
 
 
 def _request_bytes(method: str, target: urls.Target, headers: Mapping[str, str], data: bytes | None,

@@ -71,6 +71,9 @@ def parse(url: str) -> Target:
         raise UrlError(f"{redact_url(url)}: no host in the URL")
     if any(c in url for c in "\r\n\t ") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
         raise UrlError(f"{redact_url(url)}: the URL contains spaces or control characters")
+    if not url.isascii():
+        raise UrlError(f"{redact_url(url)}: the URL contains non-ASCII characters (percent-encode them, and use "
+                       "the punycode form of a host name)")
     auth = None
     if s.username is not None:
         pair = f"{unquote(s.username)}:{unquote(s.password or '')}"
