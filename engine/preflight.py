@@ -57,8 +57,9 @@ def check_fits(sizes: dict[str, int], targets: dict[str, int], url: str) -> None
 
 
 def seekable(url: str) -> bool:
-    """Sources that can be read twice: a file, or HTTP(S) (read again from the start; resumable with Range)."""
-    return url.startswith(("file://", "http://", "https://"))
+    """Sources that can be read twice: a file, HTTP(S) (read again from the start; resumable with Range), or an
+    OCI registry blob (content-addressed: the same bytes again)."""
+    return url.startswith(("file://", "http://", "https://", "oci://"))
 
 
 def verify_hash(image: OsImage, net: dict[str, float]) -> None:

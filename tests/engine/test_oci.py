@@ -302,8 +302,11 @@ def test_a_wrong_pin_on_a_pulled_image_stops_the_install(loopdisk: LoopDisk, ima
     registry.push_artifact("os/pinned", "v1", v1.zst.read_bytes(), "v1.img.zst")
     hc = parse_host_config(config_for(loopdisk.device, f"oci://{registry.host}/os/pinned:v1", "0" * 64))
     with pytest.raises(TetherError, match=r"oci://127\.0\.0\.1:\d+/os/pinned:v1: sha256 is [0-9a-f]{64}, the host "
-                                          r"configuration pins 0{64}"):
+                                          r"configuration pins 0{64}; nothing was written"):
         install(hc, Runner(), InstallOptions())
+    import subprocess
+    table = subprocess.run(["blkid", "-p", "-o", "value", "-s", "PTTYPE", loopdisk.device], capture_output=True)
+    assert table.stdout.strip() == b""  # refused before the disk was partitioned
 
 
 def config_for(disk: str, url: str, digest: str) -> dict[str, Any]:
