@@ -267,7 +267,8 @@ def resolve(ref: Reference, cfg: RegistryConfig, *, timeout: float, retries: int
             if not ep.mirror:
                 tried = f" (mirrors tried first: {'; '.join(failures)})" if failures else ""
                 cls = OciError if not isinstance(e, RegistryAuthError) else OciAuthError
-                raise cls(f"{ref}: {e}{tried}", getattr(e, "retryable", False)) from None
+                text = str(e) if str(e).startswith(str(ref)) else f"{ref}: {e}"
+                raise cls(f"{text}{tried}", getattr(e, "retryable", False)) from None
             LOG.warning("%s: mirror %s failed (%s); trying the next", ref, ep.base, e)
             failures.append(f"{ep.base}: {e}")
             continue

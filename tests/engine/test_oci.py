@@ -125,7 +125,8 @@ def test_bytes_that_do_not_match_their_digest_are_refused(tmp_path: Path) -> Non
             read_all(f"oci://{reg.host}/os/bad:v1")
         stored = reg.blob_file(manifest)
         stored.write_bytes(stored.read_bytes().replace(b"tether.test", b"tether.TEST"))
-        with pytest.raises(OciError, match=r"\(manifest\): the content's sha256 is [0-9a-f]{64}, not the digest"):
+        with pytest.raises(OciError, match=rf"^oci://{reg.host}/os/bad@{manifest} \(manifest\): the content's "
+                                           r"sha256 is [0-9a-f]{64}, not the digest"):
             open_source(f"oci://{reg.host}/os/bad@{manifest}", timeout=10)
 
 
