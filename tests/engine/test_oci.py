@@ -449,3 +449,30 @@ def test_a_dropped_blob_download_resumes_with_range(registry: Registry, pushed: 
         assert [g["range"] for g in front.blob_gets] == ["", f"bytes={1 << 20}-"]
     finally:
         front.stop()
+
+
+def test_cli_install_reads_registry_credentials_from_its_root(loopdisk: LoopDisk, images: dict[str, BuiltImage],
+                                                             tmp_path: Path, settings_root: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """``tether --root R install`` pulls with the credentials in R/etc/tether/registries.json."""
+    import yaml
+
+    from tests.engine.test_servicing import ROOT_A, cli, config, mounted_ro
+    v1 = images["v1"]
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(htpasswd_line("installer", "install-pw-123"))
+    auth = {"htpasswd": {"realm": "tether-test", "path": str(htpasswd)}}
+    with running(tmp_path / "reg", auth, push_auth=basic("installer", "install-pw-123")) as reg:
+        reg.push_artifact("os/cli", "v1", v1.zst.read_bytes(), "v1.img.zst")
+        cfg = tmp_path / "install.yaml"
+        cfg.write_text(yaml.safe_dump(config(loopdisk.device, f"oci://{reg.host}/os/cli:v1", v1.sha256(v1.zst))))
+        oci_config.use(None)  # only the CLI's --root can point at the settings
+        args = cli(["--root", str(settings_root), "install", str(cfg), "--allowed-operations", "stage"])
+        assert args.func(args) == 1
+        assert f"add credentials for {reg.host} to /etc/tether/registries.json" in capsys.readouterr().err
+        write_settings(settings_root, {"auths": {reg.host: {"username": "installer", "password": "install-pw-123"}}})
+        oci_config.use(None)
+        args = cli(["--root", str(settings_root), "install", str(cfg), "--allowed-operations", "stage"])
+        assert args.func(args) == 0, capsys.readouterr().err
+    with mounted_ro(loopdisk.part(ROOT_A), tmp_path / "a") as a:
+        assert (a / "usr/share/payload.bin").read_bytes() == v1.files["usr/share/payload.bin"]
