@@ -131,3 +131,15 @@ def test_merge_how_specs(old: Any, new: Any, spec: Any) -> None:
         assert str(e)
         return
     merge.merge(old, new, pol)
+
+
+def test_regression_an_include_list_of_non_urls_is_not_quoted() -> None:
+    """Found by the fuzzer (long profile): a cloud-config sent as text/x-include-url made each of its lines a
+    "URL", and the fetch error quoted them, ``password: ...`` lines included, into status.json."""
+    user = (b'Content-Type: multipart/mixed; boundary="b"\nMIME-Version: 1.0\n\n--b\n'
+            b"Content-Type: text/x-include-url\n\n#cloud-config\npassword: " + SECRET.encode()
+            + b"\nhttp://198.51.100.7/part0\n--b--\n")
+    out = process(user, None, instance_data=INSTANCE, fetch=fetcher({URLS[0]: b"#cloud-config\nhostname: a\n"}))
+    assert out.cloud_config.get("hostname") == "a"                       # the real URL still works
+    assert any("<not a URL>" in e for e in out.errors), out.errors
+    assert not any(leaks(m) for m in out.errors + out.warnings), out.errors
