@@ -422,7 +422,7 @@ def test_registry_settings_endpoints(settings_root: Path) -> None:
 
 
 def test_a_blob_redirected_to_storage_is_read_and_seeked_there(registry: Registry, pushed: dict[str, Any]) -> None:
-    # the storage origin differs from the registry's (localhost vs 127.0.0.1): no credentials, no Range forwarded
+    # the storage origin differs from the registry's (localhost vs 127.0.0.1): the credentials are not sent there
     front = Front(registry, storage=f"http://localhost:{registry.port}").start()
     try:
         got, src = read_all(f"oci://{front.host}/{REPO}:v1")
