@@ -66,6 +66,11 @@ def _cut(parent: Any, key: str, path: str, what: str, errors: list[ConfigError],
     return v
 
 
+def _list(v: Any) -> list[Any]:
+    """A list as given; anything else is not walked here (the converter reports its type)."""
+    return v if isinstance(v, list) else []
+
+
 def strip_unsupported(data: dict[str, Any]) -> Cut:
     """Mutates ``data`` (a copy) in place; returns one error per unsupported feature used."""
     cut = Cut()
@@ -75,17 +80,17 @@ def strip_unsupported(data: dict[str, Any]) -> Cut:
     if isinstance(storage, dict):
         for key, what in (("raid", "software RAID"), ("encryption", "encryption"), ("verity", "dm-verity")):
             cut.ids |= _ids(_cut(storage, key, f"storage.{key}", what, errors), ("id", "name"))
-        for i, disk in enumerate(storage.get("disks") or []):
+        for i, disk in enumerate(_list(storage.get("disks"))):
             if not isinstance(disk, dict):
                 continue
             cut.ids |= _ids(_cut(disk, "adoptedPartitions", f"storage.disks[{i}].adoptedPartitions",
                                  "adopting partitions", errors), ("id",))
-            for j, part in enumerate(disk.get("partitions") or []):
+            for j, part in enumerate(_list(disk.get("partitions"))):
                 if isinstance(part, dict) and part.get("type") in ("root-verity", "usr-verity"):
                     errors.append(ConfigError(f"storage.disks[{i}].partitions[{j}].type",
                                               f"a {part['type']} partition (dm-verity) {_NOT}"))
                     part.pop("type")
-        for i, fs in enumerate(storage.get("filesystems") or []):
+        for i, fs in enumerate(_list(storage.get("filesystems"))):
             if not isinstance(fs, dict):
                 continue
             if fs.get("source") == "adopted":

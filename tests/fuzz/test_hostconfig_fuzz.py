@@ -57,7 +57,7 @@ def test_regression_an_unsupported_image_url_is_shown_without_its_credentials() 
         try:
             parse_host_config({"image": {"url": url, "sha384": "ignored"}})
         except ConfigErrors as e:
-            assert "only file://, http:// and https://" in str(e) and "example.com" in str(e) or "s3://" in str(e)
+            assert "images are supported" in str(e) and ("example.com" in str(e) or "s3://" in str(e)), str(e)
             assert not leaks(str(e)), str(e)
         else:
             raise AssertionError("accepted")
@@ -73,3 +73,18 @@ def test_regression_uefi_fallback_of_the_wrong_type_is_a_config_error() -> None:
             assert "os.uefiFallback" in str(e), str(e)
         else:
             raise AssertionError("accepted")
+
+
+def test_regression_storage_lists_of_the_wrong_type_are_config_errors() -> None:
+    """Found by the shaped fuzzer (long profile): ``storage.disks: true``, ``storage.filesystems: true`` and
+    ``partitions: true`` crashed the unsupported-feature pass with TypeError instead of a ConfigErrors."""
+    for doc, where in (({"storage": {"disks": True}}, "storage.disks"),
+                       ({"storage": {"filesystems": True}}, "storage.filesystems"),
+                       ({"storage": {"disks": [{"id": "d", "device": "/dev/sda", "partitionTableType": "gpt",
+                                                "partitions": True}]}}, "storage.disks[0].partitions")):
+        try:
+            parse_host_config(doc)
+        except ConfigErrors as e:
+            assert f"{where}: expected a list" in str(e), str(e)
+        else:
+            raise AssertionError(f"accepted {doc}")
