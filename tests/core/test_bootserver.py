@@ -329,7 +329,12 @@ def test_an_answer_nobody_read_does_not_reach_the_next_client(tmp_path: Path) ->
     orig = bs.run_stage
     try:
         bs.run_stage = lambda stage, make_env: 3                          # type: ignore[assignment]
-        assert srv.handle("modules-config 4242") == "modules-config"    # its client was killed: nobody reads
+        earlier = subprocess.Popen(["sleep", "30"])                       # a client that is killed after
+        try:                                                              # the answer, before reading it
+            assert srv.handle(f"modules-config {earlier.pid}") == "modules-config"
+        finally:
+            earlier.kill()
+            earlier.wait()
         bs.run_stage = lambda stage, make_env: 0                          # type: ignore[assignment]
         exe, log = fallback_bin(tmp_path)
         env = {**os.environ, "TETHER_RUN_DIR": str(run), "TETHER_BIN": str(exe)}
