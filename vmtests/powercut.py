@@ -219,6 +219,7 @@ class Lineage:
     final: Judgement | None = None
     facts: dict[int, dict[str, Any]] = field(default_factory=dict)
     round: int = 1  # the update the metadata names
+    installed: str | None = None  # hostname of the last configuration committed (None: the adopted one)
     panics: int = 0  # guest kernel panics on the way (each logged with its message)
     _go_boot: int = 0
     _last_run: str = ""  # "" while cutting; then "finish" or "look"
@@ -251,12 +252,21 @@ class Lineage:
             self._metadata(configuration(self.engine, self.round), f"{n} done")
             return
         if done:
+            self.installed = self.hostname(self.round)
+            self.round += 1
+        elif self._digest(self.round) in (st.get("rejectedSpecs") or []):
+            # the host will not stage it again (the judge fails the cut that led here); as an operator would,
+            # the metadata moves on to a new configuration so the lineage keeps servicing
+            self.log(f"powercut: {self.hostname(self.round)} is rejected by the host; the metadata moves on")
             self.round += 1
         cfg = configuration(self.engine, self.round)
         if self._current is not None:
-            self._current.want, self._current.before = self.hostname(self.round), self.hostname(self.round - 1)
-            self._current.want_digest = spec_digest(to_data(parse_host_config(cfg, "powercut")))
+            self._current.want, self._current.before = self.hostname(self.round), self.installed
+            self._current.want_digest = self._digest(self.round)
         self._metadata(cfg, str(n))
+
+    def _digest(self, rnd: int) -> str:
+        return spec_digest(to_data(parse_host_config(configuration(self.engine, rnd), "powercut")))
 
     def _boot(self, name: str, n: int, mode: str = "cut") -> qemu.RunResult:
         plan_disk = verdict.plan_disk(self.lab.work / f"{name}-plan.img", powercut_plan.plan(n, mode),
@@ -323,7 +333,7 @@ class Lineage:
             return
         facts = self.facts.get(n + 1)
         want = self.hostname(self.round)
-        self.final = judge(facts, want, self.hostname(self.round - 1)) if facts else \
+        self.final = judge(facts, want, self.installed) if facts else \
             Judgement(problems=[f"the last boot sent no facts (run ended {result.status})"])
         if self.final.outcome != "completed":
             self.final.problems.append(f"the last update ({want}) is not completed: {self.final.outcome}")
