@@ -115,6 +115,7 @@ class Cut:
     want: str | None = None  # hostname of the configuration the update asked for
     before: str | None = None  # hostname of the one running before it
     want_digest: str | None = None
+    staged: bool = False  # the console showed finalize begin before the cut (so the staged record was written)
     wall: float = 0.0
     log: Path | None = None
     judgement: Judgement | None = None
@@ -168,6 +169,7 @@ class Cutter:
             return False
         cut.delay = round(now - self.seen[first], 1)
         cut.hit = self.phase_now()
+        cut.staged = "finalize" in self.seen
         return True
 
     def phase_now(self) -> str:
@@ -294,7 +296,7 @@ class Lineage:
         if facts is None:
             cut.judgement = Judgement(problems=[f"the boot after the cut (agent boot {n}) sent no facts"])
         else:
-            cut.judgement = judge(facts, cut.want, cut.before, cut.want_digest)
+            cut.judgement = judge(facts, cut.want, cut.before, cut.want_digest, cut.staged)
 
     def run(self, finish: bool = True) -> None:
         n = 1

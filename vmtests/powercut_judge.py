@@ -49,9 +49,11 @@ def default_entry(bootctl: str) -> str | None:
     return None
 
 
-def judge(facts: dict[str, Any], want: str | None, before: str | None, want_digest: str | None = None) -> Judgement:
+def judge(facts: dict[str, Any], want: str | None, before: str | None, want_digest: str | None = None,
+          staged_before_cut: bool = False) -> Judgement:
     """``want``: the hostname of the configuration the interrupted update asked for (None: no update yet),
-    ``want_digest`` its spec digest; ``before``: the hostname running before it (None for the adopted one)."""
+    ``want_digest`` its spec digest; ``before``: the hostname running before it (None for the adopted one);
+    ``staged_before_cut``: the console showed finalize begin, so ``ab-update-staged`` had been recorded."""
     j = Judgement()
     st = facts.get("status")
     if not isinstance(st, dict):
@@ -129,6 +131,11 @@ def judge(facts: dict[str, Any], want: str | None, before: str | None, want_dige
         m = VOLUME.search(entry)
         if m and (slots.get(m.group(0)) or {}).get("state") in UNTRUSTED and "+0-" not in entry:
             j.notes.append(f"entry {entry} names untrusted {m.group(0)}")
+    if staged_before_cut and orec.get("state") in ("writing", "written", "configured") \
+            and orec.get("specDigest") == want_digest:
+        # not a boot of a bad slot (the slot is only distrusted), but a record the engine acted on was undone
+        j.notes.append(f"LOST RECORD: ab-update-staged was recorded before the cut (finalize had begun), the next "
+                       f"boot's datastore says {other} is {orec.get('state')}")
     if st.get("lastError"):
         j.notes.append(f"lastError {st['lastError'].get('category')}")
     if isinstance(pending, dict):

@@ -93,3 +93,12 @@ def test_each_rule_fails_when_broken(case: str, breaks: Any, expect: str) -> Non
 def test_default_entry_from_bootctl() -> None:
     assert default_entry(BOOTCTL) == "tether-5-volume-b.conf"
     assert default_entry(BOOTCTL.replace(" (default)", "")) is None
+
+
+def test_a_lost_staged_record_is_named() -> None:
+    """Finalize had begun (so ab-update-staged was recorded), yet the next boot's datastore has the slot at an
+    earlier step: the host is still good (the slot is only distrusted), and the table names the lost record."""
+    j = judge(abandoned(), "powercut-1", None, spec_digest(NEW), staged_before_cut=True)
+    assert j.ok and any(n.startswith("LOST RECORD") for n in j.notes), j.notes
+    j = judge(abandoned(), "powercut-1", None, spec_digest(NEW), staged_before_cut=False)
+    assert not any(n.startswith("LOST RECORD") for n in j.notes), j.notes
