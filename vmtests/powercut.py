@@ -268,7 +268,7 @@ class Lineage:
         self._metadata(cfg, str(n))
 
     def _digest(self, rnd: int) -> str:
-        return spec_digest(to_data(parse_host_config(configuration(self.engine, rnd), "powercut")))
+        return str(spec_digest(to_data(parse_host_config(configuration(self.engine, rnd), "powercut"))))
 
     def _boot(self, name: str, n: int, mode: str = "cut") -> qemu.RunResult:
         plan_disk = verdict.plan_disk(self.lab.work / f"{name}-plan.img", powercut_plan.plan(n, mode),
