@@ -33,7 +33,7 @@ from tether.datasource import Datasource
 from tether.datasources.ec2 import obj, parse_host_config
 from tether.datasources.mdfetch import Budget, setting_headers, setting_number, setting_urls
 from tether.errors import DatasourceError
-from tether.http import HttpError, pause, request
+from tether.http import HttpError, pause, request, worth_reporting
 from tether.instance import InstanceData
 
 LOG = log.get(__name__)
@@ -131,7 +131,8 @@ class AzureDatasource(Datasource):
         deadline = time.monotonic() + self.ctx.time_left(max_wait)
         headers = {**setting_headers(self.ctx.settings, self.NAME), "Metadata": "true"}
         budget = Budget(self.NAME, self.ctx.settings)
-        last, attempt, resp = "", 0, None
+        last: HttpError | None = None
+        attempt, resp = 0, None
         while time.monotonic() < deadline:
             try:
                 resp = budget.request(url, headers=headers, timeout=timeout, retries=0, deadline=deadline)
@@ -140,7 +141,7 @@ class AzureDatasource(Datasource):
                 # IMDS answers 404/410/429/5xx while the VM is still being set up; those are worth a retry
                 if not (e.retryable or e.status in (404, 410)):
                     raise DatasourceError(str(e))
-                last = str(e)
+                last = worth_reporting(last, e)
             if not pause(attempt, 0.1, deadline, cap=1.0):
                 break
             attempt += 1

@@ -26,7 +26,7 @@ from tether import log
 from tether.datasource import Datasource, DsContext
 from tether.datasources.mdfetch import Budget, setting_headers, setting_number, setting_urls
 from tether.errors import DatasourceError
-from tether.http import HttpError, Response, Session, pause
+from tether.http import HttpError, Response, Session, pause, worth_reporting
 from tether.instance import InstanceData
 
 LOG = log.get(__name__)
@@ -149,7 +149,7 @@ class ImdsClient:
 
     def connect(self) -> None:
         """Find the first endpoint that answers the token request, retrying until the deadline."""
-        last = ""
+        last: HttpError | None = None
         attempt = 0
         while True:
             for base in self.urls:
@@ -160,7 +160,7 @@ class ImdsClient:
                     token = self._put_token(ep)
                 except HttpError as e:
                     ep.close()
-                    last = str(e)
+                    last = worth_reporting(last, e)
                     LOG.debug("IMDS %s", e)
                     continue
                 except DatasourceError:

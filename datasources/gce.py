@@ -26,7 +26,7 @@ from tether.datasource import Datasource
 from tether.datasources.ec2 import obj, parse_host_config
 from tether.datasources.mdfetch import Budget, setting_headers, setting_number, setting_urls
 from tether.errors import DatasourceError
-from tether.http import HttpError, pause
+from tether.http import HttpError, pause, worth_reporting
 from tether.instance import InstanceData
 
 LOG = log.get(__name__)
@@ -79,7 +79,8 @@ class GCEDatasource(Datasource):
         deadline = time.monotonic() + self.ctx.time_left(max_wait)
         headers = {**setting_headers(self.ctx.settings, self.NAME), **FLAVOR}
         budget = Budget(self.NAME, self.ctx.settings)
-        last, attempt = "", 0
+        last: HttpError | None = None
+        attempt = 0
         resp = None
         while time.monotonic() < deadline:
             try:
@@ -88,7 +89,7 @@ class GCEDatasource(Datasource):
             except HttpError as e:
                 if not e.retryable:
                     raise DatasourceError(f"{e}")
-                last = str(e)
+                last = worth_reporting(last, e)
             if not pause(attempt, 0.1, deadline, cap=1.0):
                 break
             attempt += 1

@@ -22,7 +22,7 @@ from tether.datasources.ec2 import mac_names, parse_host_config
 from tether.datasources.mdfetch import Budget, setting_headers, setting_number, setting_urls
 from tether.datasources.openstack_format import host_config_text, parse_openstack
 from tether.errors import DatasourceError
-from tether.http import HttpError, pause
+from tether.http import HttpError, pause, worth_reporting
 from tether.instance import InstanceData
 
 LOG = log.get(__name__)
@@ -59,7 +59,8 @@ class OpenStackDatasource(Datasource):
     def _find(self, deadline: float) -> tuple[str, bytes]:
         """The first metadata URL whose meta_data.json answers, retrying until the deadline."""
         urls = setting_urls(self.ctx.settings, "metadata_urls", DEFAULT_URLS, self.NAME)
-        last, attempt = "", 0
+        last: HttpError | None = None
+        attempt = 0
         while True:
             for base in urls:
                 if time.monotonic() >= deadline:
@@ -71,7 +72,7 @@ class OpenStackDatasource(Datasource):
                 except HttpError as e:
                     if e.status == 404:
                         raise DatasourceError(f"{e.url}: HTTP 404 (no OpenStack metadata at {base})")
-                    last = str(e)
+                    last = worth_reporting(last, e)
             if not pause(attempt, 0.1, deadline, cap=1.0):
                 break
             attempt += 1

@@ -195,7 +195,7 @@ class HttpSource:
                     raise
                 attempt += 1
                 if attempt > self.retries or (self.deadline is not None and time.monotonic() >= self.deadline):
-                    raise ImageSourceError(f"{self.shown}: while resuming at byte {self.offset}: "
+                    raise ImageSourceError(f"{self.shown}: {why} at byte {self.offset}, and resuming failed: "
                                            f"{str(e).split(': ', 1)[-1]}") from None
                 self._wait(attempt)
 

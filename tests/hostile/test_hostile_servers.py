@@ -34,8 +34,8 @@ from tether.errors import DatasourceError
 from tether.host import Host
 from tether.target import Target
 
-MAX_WAIT = 0.8        # every consumer's overall bound in these tests
-TIMEOUT = 0.25        # per try
+MAX_WAIT = 1.0        # every consumer's overall bound in these tests
+TIMEOUT = 0.4         # per try
 MAX_BYTES = 1 << 20
 SLACK = 0.6           # scheduling on a busy 2-core machine; the bug this guards against took minutes
 

@@ -18,8 +18,10 @@ from tether.http.client import (
     backoff,
     pause,
     request,
+    worth_reporting,
 )
 from tether.http.urls import redact_url
 
 __all__ = ["MAX_BODY", "MAX_REDIRECTS", "RETRY_STATUSES", "HttpError", "Response", "Session", "Stream", "backoff",
-           "pause", "redact_url", "request"]
+           "pause", "redact_url", "request",
+           "worth_reporting"]

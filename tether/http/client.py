@@ -41,7 +41,8 @@ class HttpError(TetherError):
         self.url = urls.redact_url(url)
         self.status = status
         self.retryable = retryable
-        self.kind = kind or ("status" if status is not None else "other")   # or wire.WireError's kinds
+        # "status", "other", wire.WireError's kinds, or "deadline": a timeout because the caller's deadline came
+        self.kind = kind or ("status" if status is not None else "other")
         super().__init__(f"{self.url}: {message}")
 
 
@@ -54,6 +55,12 @@ class Response:
 
     def content_type(self) -> str:
         return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def worth_reporting(last: HttpError | None, e: HttpError) -> HttpError:
+    """The error to quote after several tries: one cut short by the caller's deadline does not hide an
+    earlier, more telling one (a reset, a malformed answer)."""
+    return last if last is not None and e.kind == "deadline" else e
 
 
 def backoff(attempt: int, sleep: float, cap: float = MAX_BACKOFF) -> float:
@@ -225,16 +232,21 @@ class Session:
         body_end = start + 2 * timeout
         if deadline is not None:
             if deadline <= start:
-                raise HttpError(url, "no time left before the deadline", retryable=False)
+                raise HttpError(url, "no time left before the deadline", kind="deadline")
             head_end, body_end = min(head_end, deadline), min(body_end, deadline)
-        final, head, body = self.open(url, method=method, headers=headers, data=data, head_deadline=head_end,
-                                      body_deadline=lambda: body_end, max_body=max_body,
-                                      max_redirects=max_redirects)
         try:
-            content = body.read_all()
-        except wire.WireError as e:
-            body.conn.close()
-            raise _error(final, e) from None
+            final, head, body = self.open(url, method=method, headers=headers, data=data, head_deadline=head_end,
+                                          body_deadline=lambda: body_end, max_body=max_body,
+                                          max_redirects=max_redirects)
+            try:
+                content = body.read_all()
+            except wire.WireError as e:
+                body.conn.close()
+                raise _error(final, e) from None
+        except HttpError as e:
+            if e.kind == "timeout" and deadline is not None and time.monotonic() >= deadline:
+                e.kind = "deadline"       # cut short by the caller's deadline rather than by this try's timeout
+            raise
         self._keep(body.conn)
         return Response(final, head.status, content, head.headers)
 
@@ -262,7 +274,9 @@ def request(url: str, *, method: str = "GET", headers: Mapping[str, str] | None 
                 reason = f"HTTP {resp.status}"
                 last = HttpError(url, reason, resp.status, retryable=resp.status in retry_statuses)
             except HttpError as e:
-                last = e
+                last = worth_reporting(last, e)
+                if not e.retryable and e.kind != "deadline":
+                    raise e from None
             if not last.retryable:
                 raise last
             LOG.debug("%s (try %d of %d)", last, attempt + 1, retries + 1)
