@@ -588,3 +588,27 @@ def test_the_unwatched_limit_is_the_longest_stage_units_timeout() -> None:
         assert "ExecStart=/usr/lib/tether/tether-stage" in text
         limits.append(float(text.split("\nTimeoutSec=", 1)[1].split()[0]))
     assert UNWATCHED_LIMIT == max(limits)
+
+
+def test_a_stage_child_dies_with_the_server(tmp_path: Path) -> None:
+    """A server killed mid-stage (SIGKILL, OOM) must not leave its stage running: the client falls back to running
+    the stage itself, and two copies of a stage must never run at once (PR_SET_PDEATHSIG)."""
+    marker = tmp_path / "stage.pid"
+    code = ("import os, time\n"
+            "from tether import stageproc\n"
+            "def stage():\n"
+            f"    open({str(marker)!r}, 'w').write(str(os.getpid()))\n"
+            "    time.sleep(1000)\n"
+            "    return 0\n"
+            "stageproc.run('modules-config', stage, None, [], 1000.0, None)\n")
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=HERE)
+    try:
+        child = int(str(wait_for(lambda: marker.exists() and marker.read_text(), "the stage started")))
+        assert ppid(child) == server.pid
+        server.kill()
+        server.wait(timeout=30)
+        wait_for(lambda: gone(child), "the stage child gone with its server", timeout=10)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
