@@ -168,8 +168,13 @@ def _stop(pgid: int) -> int:
             os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    end = time.monotonic() + KILL_GRACE
+    while status is None and time.monotonic() < end:  # bounded: a process stuck in the kernel (D state) stays
+        status = _reap(pgid)
+        time.sleep(0.05)
     if status is None:
-        status = os.waitpid(pgid, 0)[1]
+        LOG.error("boot server: process %d did not end after SIGKILL; not waiting for it", pgid)
+        return int(signal.SIGKILL)  # as a wait status: killed by SIGKILL
     return status
 
 
