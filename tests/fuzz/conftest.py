@@ -8,13 +8,17 @@ examples run and the worst time one took.
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from tests.fuzz.timing import STATS
 
+# hypothesis's caches (unicode tables, constants) outside the checkout, which several sessions share
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "tether-hypothesis"))
 _COMMON = {"database": None, "print_blob": True,
            "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 # deadline: the bound one example may take, enforced by hypothesis (it re-runs a slow example to confirm)
