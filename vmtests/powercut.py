@@ -352,7 +352,7 @@ class Lineage:
                 f"{'recovered':<9} | {'state after':<16} | {'outcome':<9} | verdict | notes"]
         for c in self.records:
             j = c.judgement or Judgement()
-            verdict_ = "PASS" if c.ok else "FAIL"
+            verdict_ = "PASS" if c.ok else "FAIL" if c.judgement is not None or c.delay is None else "(next)"
             notes = "; ".join([*j.problems, *j.notes])
             rows.append(f"{c.number:>3} | {c.phase:<15} | {c.hit:<15} | {c.fraction:>5} | "
                         f"{'-' if c.delay is None else c.delay:>7} | {j.booted:<9} | {j.state:<16} | "
