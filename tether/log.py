@@ -1,10 +1,14 @@
-"""tether's loggers: ``get(name)`` stands in for ``logging.getLogger(name)`` in tether's core and datasources.
+"""tether's one logging API: ``LOG = log.get(__name__)`` in every file of tether, its modules, datasources and engine.
+
+A lint test (tests/core/test_lint.py) fails when any other file calls ``logging.getLogger``; handlers and levels
+are set up in tether/logs.py.
 
 Records go to stdlib logging (handlers set up by tether/logs.py: /var/log/tether.log and stderr). The one
 difference: the boot's first stage can ``hold()`` them until ``release()``. ``import logging`` brings traceback,
 linecache, tokenize, textwrap, string, threading and weakref with it, about 0.3 s of CPU in a VM without hardware
 acceleration, and before READY=1 the whole boot waits for that unit. So while held, each record is kept in memory
-(message formatted at once, with its time and exception), and ``release()`` (right after READY=1, or when the
+(message formatted at once, with its time, exception and the caller's file, line and function, read from the
+caller's frame: two strings and a number, no traceback machinery), and ``release()`` (right after READY=1, or when the
 process ends) sets up the handlers and hands the records over with their original times; secrets registered by
 then are redacted as usual. Nothing waits long or gets lost: a record logged more than ``HOLD_MAX`` seconds after
 ``hold()`` (a slow datasource, say) releases everything at once, and SIGTERM (systemd stopping a unit that
@@ -28,14 +32,16 @@ if TYPE_CHECKING:
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
 HOLD_MAX = 5.0
 
-_held: list[tuple[str, int, str, ExcInfo | None, float]] | None = None
+# name, level, text, exception, time, and the caller's file, line and function
+_held: list[tuple[str, int, str, ExcInfo | None, float, str, int, str]] | None = None
 _held_since = 0.0
 _setup: Callable[[], None] | None = None
 _sigterm: Any = None  # the SIGTERM handler hold() replaced
 
 
 class Logger:
-    """The subset of ``logging.Logger`` tether uses: debug/info/warning/error/exception with %-style args."""
+    """The subset of ``logging.Logger`` tether uses: debug/info/warning/error/exception/log with %-style args.
+    Records carry the file, line and function of the call (held or not)."""
 
     __slots__ = ("name", "_logger")
 
@@ -58,10 +64,16 @@ class Logger:
     def exception(self, msg: str, *args: object) -> None:
         self._log(ERROR, msg, args, True)
 
+    def log(self, level: int, msg: str, *args: object) -> None:
+        self._log(level, msg, args, False)
+
     def _log(self, level: int, msg: str, args: tuple[object, ...], exc: bool) -> None:
+        # the caller of debug()/info()/...: this frame is _log, the one above it the public method
         if _held is not None:
             now = time.time()
-            _held.append((self.name, level, _format(msg, args), sys.exc_info() if exc else None, now))
+            code = (f := sys._getframe(2)).f_code
+            _held.append((self.name, level, _format(msg, args), sys.exc_info() if exc else None, now,
+                          code.co_filename, f.f_lineno or 0, code.co_name))
             if now - _held_since > HOLD_MAX:
                 release()
             return
@@ -69,7 +81,7 @@ class Logger:
         if logger is None:
             import logging
             logger = self._logger = logging.getLogger(self.name)
-        logger.log(level, msg, *args, exc_info=exc)
+        logger.log(level, msg, *args, exc_info=exc, stacklevel=3)
 
 
 def get(name: str) -> Logger:
@@ -126,11 +138,11 @@ def release() -> None:
     import logging
     if fn is not None:
         fn()
-    for name, level, text, exc, created in records:
+    for name, level, text, exc, created, pathname, lineno, func in records:
         logger = logging.getLogger(name)
         if not logger.isEnabledFor(level):
             continue
-        record = logger.makeRecord(name, level, "(held)", 0, text, (), exc)
+        record = logger.makeRecord(name, level, pathname, lineno, text, (), exc, func)
         record.created = created
         record.msecs = int((created - int(created)) * 1000)
         logger.handle(record)

@@ -87,6 +87,31 @@ def test_a_long_hold_ends_by_itself(held: object, caplog: pytest.LogCaptureFixtu
     assert caplog.records[-1].getMessage() == "next"
 
 
+def _log_from_here(lg: log.Logger) -> int:
+    """Logs one held-or-not record per level and method; returns the line of the first call."""
+    first = sys._getframe().f_lineno + 1
+    lg.info("i")
+    lg.warning("w")
+    lg.log(logging.ERROR, "l")
+    return first
+
+
+@pytest.mark.parametrize("hold", [True, False], ids=["held", "straight"])
+def test_records_keep_the_callers_file_line_and_function(held: object, caplog: pytest.LogCaptureFixture,
+                                                        hold: bool) -> None:
+    """A held record reads in the log like one emitted at once: the caller's file, line and function (what
+    ``%(pathname)s:%(lineno)d`` and ``%(funcName)s`` show), not tether/log.py's or a placeholder."""
+    caplog.set_level(logging.DEBUG)
+    if hold:
+        log.hold()
+    first = _log_from_here(log.get("tether.test"))
+    log.release()
+    where = [(r.pathname, r.lineno, r.funcName, r.getMessage()) for r in caplog.records]
+    assert where == [(__file__, first, "_log_from_here", "i"), (__file__, first + 1, "_log_from_here", "w"),
+                     (__file__, first + 2, "_log_from_here", "l")]
+    assert [r.levelno for r in caplog.records] == [logging.INFO, logging.WARNING, logging.ERROR]
+
+
 TERM = r"""
 import logging, os, signal, sys
 from tether import log
