@@ -1,12 +1,17 @@
 """First-boot modules, one file each, registered explicitly below (a test checks every file is listed).
 
-Modules are imported only when a stage runs them, so a boot pays for the modules it uses.
+Modules are imported only when a stage runs them, so a boot pays for the modules it uses. mypy checks every
+registered module against the interface (``tether.module.Module``) through ``_CHECKED`` below, which only the type
+checker reads.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from tether.module import Module
 
 REGISTERED: tuple[str, ...] = (
     "ansible",
@@ -105,7 +110,101 @@ ACTIVATED_BY: dict[str, tuple[str, ...] | None] = {
 }
 
 
-def load(name: str) -> ModuleType:
+def load(name: str) -> Module:
     if name not in REGISTERED:
         raise KeyError(name)
-    return importlib.import_module(f"tether.modules.{name}")
+    return cast("Module", importlib.import_module(f"tether.modules.{name}"))
+
+
+if TYPE_CHECKING:  # the same names as REGISTERED (tests/core/test_registry.py keeps them in step)
+    from tether.modules import (
+        ansible,
+        apt_configure,
+        apt_pipelining,
+        bootcmd,
+        byobu,
+        ca_certs,
+        chef,
+        disable_ec2_metadata,
+        disk_setup,
+        final_message,
+        growpart,
+        keyboard,
+        keys_to_console,
+        locale,
+        lxd,
+        mounts,
+        ntp,
+        package_update_upgrade_install,
+        phone_home,
+        power_state_change,
+        puppet,
+        resizefs,
+        rsyslog,
+        runcmd,
+        scripts_per_boot,
+        scripts_per_instance,
+        scripts_per_once,
+        scripts_user,
+        scripts_vendor,
+        seed_random,
+        set_hostname,
+        set_passwords,
+        snap,
+        ssh,
+        ssh_authkey_fingerprints,
+        ssh_import_id,
+        timezone,
+        update_etc_hosts,
+        update_hostname,
+        users_groups,
+        wireguard,
+        write_files,
+        write_files_deferred,
+    )
+
+    _CHECKED: tuple[Module, ...] = (
+        ansible,
+        apt_configure,
+        apt_pipelining,
+        bootcmd,
+        byobu,
+        ca_certs,
+        chef,
+        disable_ec2_metadata,
+        disk_setup,
+        final_message,
+        growpart,
+        keyboard,
+        keys_to_console,
+        locale,
+        lxd,
+        mounts,
+        ntp,
+        package_update_upgrade_install,
+        phone_home,
+        power_state_change,
+        puppet,
+        resizefs,
+        rsyslog,
+        runcmd,
+        scripts_per_boot,
+        scripts_per_instance,
+        scripts_per_once,
+        scripts_user,
+        scripts_vendor,
+        seed_random,
+        set_hostname,
+        set_passwords,
+        snap,
+        ssh,
+        ssh_authkey_fingerprints,
+        ssh_import_id,
+        timezone,
+        update_etc_hosts,
+        update_hostname,
+        users_groups,
+        wireguard,
+        write_files,
+        write_files_deferred,
+    )

@@ -18,12 +18,12 @@ from typing import Any, Literal
 from tether import accounts, packages
 from tether.convert import meta
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 from tether.runas import run_as
 
 NAME = "ansible"
-STAGE = "final"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.FINAL
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("ansible",)
 LOG = logging.getLogger(__name__)
 TIMEOUT = 3600.0

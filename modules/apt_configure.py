@@ -25,11 +25,11 @@ from tether import http
 from tether.convert import meta
 from tether.ensure import ensure_absent, ensure_file
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "apt_configure"
-STAGE = "config"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.CONFIG
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("apt",)
 LOG = logging.getLogger(__name__)
 SOURCES_D = "/etc/apt/sources.list.d"

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from tether import packages
 from tether.convert import meta
 from tether.ensure import ensure_absent, ensure_file
-from tether.module import ModuleContext
+from tether.module import Frequency, ModuleContext, Stage
 
 NAME = "apt_pipelining"
-STAGE = "config"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.CONFIG
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("apt_pipelining",)
 SNIPPET = "/etc/apt/apt.conf.d/90tether-pipelining"
 KEEP_OS = ("os", "none", "unchanged")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 from tether.scripts import run_script, shell_line
 
 NAME = "bootcmd"
-STAGE = "init"
-FREQUENCY = "always"
+STAGE = Stage.INIT
+FREQUENCY = Frequency.ALWAYS
 KEYS = ("bootcmd",)
 
 

@@ -16,12 +16,12 @@ from typing import Literal
 
 from tether import accounts, packages
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 from tether.runas import run_as
 
 NAME = "byobu"
-STAGE = "config"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.CONFIG
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("byobu_by_default",)
 LOG = logging.getLogger(__name__)
 ALIASES = {"user": "enable-user", "system": "enable-system"}

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from tether.convert import meta
 from tether.ensure import ensure_absent, ensure_file
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "ca_certs"
-STAGE = "init"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.INIT
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("ca_certs", "ca-certs")
 LOG = logging.getLogger(__name__)
 PREFIX = "tether-ca-cert-"

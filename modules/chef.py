@@ -22,11 +22,11 @@ from tether import http, packages
 from tether.convert import meta
 from tether.ensure import ensure_dir, ensure_file
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "chef"
-STAGE = "final"
-FREQUENCY = "always"
+STAGE = Stage.FINAL
+FREQUENCY = Frequency.ALWAYS
 KEYS = ("chef",)
 LOG = logging.getLogger(__name__)
 DIRECTORIES = ("/etc/chef", "/var/log/chef", "/var/lib/chef", "/var/chef/backup", "/var/chef/cache", "/var/run/chef")

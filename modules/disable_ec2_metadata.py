@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 from tether.convert import meta
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "disable_ec2_metadata"
-STAGE = "config"
-FREQUENCY = "always"
+STAGE = Stage.CONFIG
+FREQUENCY = Frequency.ALWAYS
 KEYS = ("disable_ec2_metadata",)
 LOG = logging.getLogger(__name__)
 METADATA_ADDR = "169.254.169.254"

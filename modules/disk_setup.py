@@ -28,11 +28,11 @@ from tether import blockdev
 from tether.blockdev import BlockDev
 from tether.convert import meta
 from tether.errors import CommandError
-from tether.module import ModuleContext
+from tether.module import Frequency, ModuleContext, Stage
 
 NAME = "disk_setup"
-STAGE = "init"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.INIT
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("disk_setup", "fs_setup", "device_aliases")
 RUN_WITHOUT_KEYS = False
 LOG = logging.getLogger(__name__)

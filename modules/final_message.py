@@ -8,12 +8,12 @@ import time
 from dataclasses import dataclass
 
 from tether import __version__
-from tether.module import ModuleContext
+from tether.module import Frequency, ModuleContext, Stage
 from tether.status import uptime
 
 NAME = "final_message"
-STAGE = "final"
-FREQUENCY = "always"
+STAGE = Stage.FINAL
+FREQUENCY = Frequency.ALWAYS
 KEYS = ("final_message",)
 RUN_WITHOUT_KEYS = True
 LOG = logging.getLogger(__name__)

@@ -22,12 +22,12 @@ from tether import blockdev, partgrow
 from tether.blockdev import BlockDev, Mount
 from tether.convert import meta
 from tether.errors import CommandError
-from tether.module import ModuleContext
+from tether.module import Frequency, ModuleContext, Stage
 from tether.modules import resizefs
 
 NAME = "growpart"
-STAGE = "init"
-FREQUENCY = "always"
+STAGE = Stage.INIT
+FREQUENCY = Frequency.ALWAYS
 KEYS = ("growpart",)
 RUN_WITHOUT_KEYS = True
 LOG = logging.getLogger(__name__)

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from tether.convert import meta
 from tether.ensure import ensure_file
 from tether.errors import CommandError
-from tether.module import ModuleContext
+from tether.module import Frequency, ModuleContext, Stage
 from tether.shellvars import set_vars
 
 NAME = "keyboard"
-STAGE = "config"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.CONFIG
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("keyboard",)
 LOG = logging.getLogger(__name__)
 

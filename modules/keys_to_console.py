@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tether import sshkeys
-from tether.module import ModuleContext
+from tether.module import Frequency, ModuleContext, Stage
 
 NAME = "keys_to_console"
-STAGE = "final"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.FINAL
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("ssh", "ssh_key_console_blacklist", "ssh_fp_console_blacklist")
 RUN_WITHOUT_KEYS = True
 TAG = "ec2: "   # the prefix cloud-init's helper logs under; scrapers of the console expect it

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from tether.convert import meta
 from tether.ensure import ensure_file
 from tether.errors import CommandError
-from tether.module import ModuleContext
+from tether.module import Frequency, ModuleContext, Stage
 from tether.shellvars import set_vars
 
 NAME = "locale"
-STAGE = "config"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.CONFIG
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("locale", "locale_configfile")
 LOG = logging.getLogger(__name__)
 DEFAULT_LOCALE = "C.UTF-8"

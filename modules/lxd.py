@@ -15,11 +15,11 @@ from typing import Literal
 
 from tether import packages
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "lxd"
-STAGE = "final"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.FINAL
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("lxd",)
 LOG = logging.getLogger(__name__)
 TIMEOUT = 600.0

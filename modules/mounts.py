@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from tether.convert import meta
 from tether.ensure import ensure_dir, ensure_file
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "mounts"
-STAGE = "init"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.INIT
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("mounts", "mount_default_fields", "swap")
 LOG = logging.getLogger(__name__)
 MARK = "comment=tether"

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, replace
 from tether import packages, services
 from tether.convert import meta
 from tether.ensure import ensure_file
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "ntp"
-STAGE = "config"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.CONFIG
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("ntp",)
 LOG = logging.getLogger(__name__)
 HEADER = "# Written by tether (ntp module); changes are kept until the ntp configuration changes.\n"

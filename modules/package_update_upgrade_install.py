@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from tether import packages
 from tether.convert import meta
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "package_update_upgrade_install"
-STAGE = "final"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.FINAL
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("packages", "package_update", "package_upgrade", "package_reboot_if_required", "apt_update",
         "apt_upgrade", "apt_reboot_if_required")
 LOG = logging.getLogger(__name__)

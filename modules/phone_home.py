@@ -18,11 +18,11 @@ from typing import Literal
 
 from tether import http
 from tether.convert import meta
-from tether.module import ModuleContext
+from tether.module import Frequency, ModuleContext, Stage
 
 NAME = "phone_home"
-STAGE = "final"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.FINAL
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("phone_home",)
 LOG = logging.getLogger(__name__)
 PostKey = Literal["pub_key_rsa", "pub_key_ecdsa", "pub_key_ed25519", "instance_id", "hostname", "fqdn"]

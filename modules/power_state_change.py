@@ -23,12 +23,12 @@ from typing import Any, Literal
 
 from tether.convert import meta
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 from tether.runner import Runner
 
 NAME = "power_state_change"
-STAGE = "final"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.FINAL
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("power_state",)
 LOG = logging.getLogger(__name__)
 MODE_FLAG = {"poweroff": "-P", "reboot": "-r", "halt": "-H"}

@@ -20,11 +20,11 @@ from typing import Literal
 from tether import hostnames, http, packages, services
 from tether.ensure import ensure_dir, ensure_file
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "puppet"
-STAGE = "final"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.FINAL
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("puppet",)
 LOG = logging.getLogger(__name__)
 AIO_URL = "https://raw.githubusercontent.com/puppetlabs/install-puppet/main/install.sh"

@@ -19,11 +19,11 @@ from tether import blockdev
 from tether.blockdev import BlockDev, Mount
 from tether.convert import meta
 from tether.errors import CommandError
-from tether.module import ModuleContext
+from tether.module import Frequency, ModuleContext, Stage
 
 NAME = "resizefs"
-STAGE = "init"
-FREQUENCY = "always"
+STAGE = Stage.INIT
+FREQUENCY = Frequency.ALWAYS
 KEYS = ("resize_rootfs",)
 RUN_WITHOUT_KEYS = True
 LOG = logging.getLogger(__name__)

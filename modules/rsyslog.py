@@ -17,11 +17,11 @@ from tether import packages, services
 from tether.convert import meta
 from tether.ensure import ensure_file
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "rsyslog"
-STAGE = "init"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.INIT
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("rsyslog",)
 LOG = logging.getLogger(__name__)
 DEFAULT_DIR = "/etc/rsyslog.d"

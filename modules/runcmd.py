@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tether.module import ModuleContext
+from tether.module import Frequency, ModuleContext, Stage
 from tether.scripts import shell_line
 
 NAME = "runcmd"
-STAGE = "config"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.CONFIG
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("runcmd",)
 
 

@@ -5,22 +5,13 @@ See tether.script_dirs for how they run (live, or chrooted into an offline root 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from tether.module import ModuleContext
-from tether.script_dirs import run_dir
+from tether.module import Frequency
+from tether.script_dir_module import KEYS as KEYS
+from tether.script_dir_module import RUN_WITHOUT_KEYS as RUN_WITHOUT_KEYS
+from tether.script_dir_module import STAGE as STAGE
+from tether.script_dir_module import Config as Config
+from tether.script_dir_module import handler
 
 NAME = "scripts_per_boot"
-STAGE = "final"
-FREQUENCY = "always"
-KEYS: tuple[str, ...] = ()
-RUN_WITHOUT_KEYS = True
-
-
-@dataclass(frozen=True)
-class Config:
-    pass
-
-
-def handle(ctx: ModuleContext, cfg: Config) -> None:
-    run_dir(ctx, ctx.paths.scripts("per-boot"))
+FREQUENCY = Frequency.ALWAYS
+handle = handler(lambda ctx: ctx.paths.scripts("per-boot"))

@@ -5,22 +5,13 @@ A failing script does not stop the others; the module reports every failure by n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from tether.module import ModuleContext
-from tether.script_dirs import run_dir
+from tether.module import Frequency
+from tether.script_dir_module import KEYS as KEYS
+from tether.script_dir_module import RUN_WITHOUT_KEYS as RUN_WITHOUT_KEYS
+from tether.script_dir_module import STAGE as STAGE
+from tether.script_dir_module import Config as Config
+from tether.script_dir_module import handler
 
 NAME = "scripts_user"
-STAGE = "final"
-FREQUENCY = "once-per-instance"
-KEYS: tuple[str, ...] = ()
-RUN_WITHOUT_KEYS = True
-
-
-@dataclass(frozen=True)
-class Config:
-    pass
-
-
-def handle(ctx: ModuleContext, cfg: Config) -> None:
-    run_dir(ctx, ctx.paths.instance_scripts(ctx.instance_id))
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
+handle = handler(lambda ctx: ctx.paths.instance_scripts(ctx.instance_id))

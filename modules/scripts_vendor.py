@@ -10,12 +10,12 @@ import logging
 from dataclasses import dataclass, field
 
 from tether.convert import meta
-from tether.module import ModuleContext
+from tether.module import Frequency, ModuleContext, Stage
 from tether.script_dirs import run_dir
 
 NAME = "scripts_vendor"
-STAGE = "final"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.FINAL
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS: tuple[str, ...] = ()
 RUN_WITHOUT_KEYS = True
 LOG = logging.getLogger(__name__)

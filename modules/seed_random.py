@@ -19,11 +19,11 @@ from typing import Literal
 from tether.convert import meta
 from tether.ensure import ensure_file
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "seed_random"
-STAGE = "init"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.INIT
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("random_seed",)
 LOG = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ import logging
 from tether import hostnames
 from tether.filesync import ensure_file
 from tether.hostnames import HostnameConfig
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "set_hostname"
-STAGE = "init"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.INIT
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("hostname", "fqdn", "prefer_fqdn_over_hostname", "preserve_hostname", "create_hostname_file")
 RUN_WITHOUT_KEYS = True   # the datasource's local-hostname is applied without any key
 LOG = logging.getLogger(__name__)

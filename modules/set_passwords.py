@@ -16,12 +16,12 @@ from typing import Literal
 from tether import accounts
 from tether.convert import meta
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 from tether.sshkeys import set_sshd_options
 
 NAME = "set_passwords"
-STAGE = "init"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.INIT
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("chpasswd", "password", "ssh_pwauth")
 
 PWAUTH_DROPIN = "50-tether-pwauth.conf"

@@ -16,11 +16,11 @@ from typing import TypeVar
 
 from tether import packages
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "snap"
-STAGE = "config"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.CONFIG
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("snap",)
 LOG = logging.getLogger(__name__)
 COMMAND_TIMEOUT = 1800.0

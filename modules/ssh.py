@@ -15,11 +15,11 @@ from tether import accounts, sshkeys
 from tether.convert import meta
 from tether.errors import CommandError
 from tether.filesync import ensure_file
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "ssh"
-STAGE = "init"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.INIT
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("ssh_authorized_keys", "ssh_keys", "ssh_genkeytypes", "ssh_deletekeys", "disable_root",
         "disable_root_opts", "allow_public_ssh_keys", "ssh_quiet_keygen", "ssh_publish_hostkeys")
 RUN_WITHOUT_KEYS = True   # host keys are generated for every new instance

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from tether import accounts, sshkeys
 from tether.errors import ConfigErrors
-from tether.module import ModuleContext
+from tether.module import Frequency, ModuleContext, Stage
 
 NAME = "ssh_authkey_fingerprints"
-STAGE = "final"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.FINAL
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("no_ssh_fingerprints", "authkey_hash")
 RUN_WITHOUT_KEYS = True
 PREFIX = "ci-info: "

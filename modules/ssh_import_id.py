@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 from tether import accounts, packages
 from tether.errors import CommandError, ConfigErrors
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 from tether.runas import run_as
 
 NAME = "ssh_import_id"
-STAGE = "config"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.CONFIG
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 # users' own lists activate it too; the users/user keys are read from the whole config (see wanted())
 KEYS = ("ssh_import_id", "users", "user")
 LOG = logging.getLogger(__name__)

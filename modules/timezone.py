@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from tether.convert import meta
 from tether.ensure import ensure_file, ensure_symlink
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "timezone"
-STAGE = "config"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.CONFIG
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("timezone",)
 LOG = logging.getLogger(__name__)
 ZONEINFO = "/usr/share/zoneinfo"

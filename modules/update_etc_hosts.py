@@ -13,11 +13,11 @@ from typing import Literal
 
 from tether import hostnames
 from tether.filesync import ensure_file
-from tether.module import ModuleContext
+from tether.module import Frequency, ModuleContext, Stage
 
 NAME = "update_etc_hosts"
-STAGE = "init"
-FREQUENCY = "always"
+STAGE = Stage.INIT
+FREQUENCY = Frequency.ALWAYS
 KEYS = ("manage_etc_hosts", "hostname", "fqdn")
 
 _TRUE = ("true", "yes", "on", "1")

@@ -13,11 +13,11 @@ import logging
 from tether import hostnames
 from tether.filesync import ensure_file
 from tether.hostnames import HostnameConfig
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "update_hostname"
-STAGE = "init"
-FREQUENCY = "always"
+STAGE = Stage.INIT
+FREQUENCY = Frequency.ALWAYS
 KEYS = ("hostname", "fqdn", "prefer_fqdn_over_hostname", "preserve_hostname", "create_hostname_file")
 RUN_WITHOUT_KEYS = True
 LOG = logging.getLogger(__name__)

@@ -20,11 +20,11 @@ from tether.accounts import GroupsValue, Users, UserSpec, UsersValue
 from tether.convert import convert
 from tether.errors import CommandError, ConfigErrors
 from tether.filesync import ensure_file
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "users_groups"
-STAGE = "init"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.INIT
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("users", "user", "groups")
 LOG = logging.getLogger(__name__)
 RUN_WITHOUT_KEYS = True   # the distro's default user is created even when the user-data says nothing

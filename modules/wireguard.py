@@ -19,11 +19,11 @@ from tether import packages, services
 from tether.convert import meta
 from tether.ensure import ensure_dir, ensure_file
 from tether.errors import CommandError
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "wireguard"
-STAGE = "config"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.CONFIG
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("wireguard",)
 LOG = logging.getLogger(__name__)
 IFNAME = re.compile(r"^[a-zA-Z0-9_=+.-]{1,15}$")   # what wg-quick accepts as an interface name

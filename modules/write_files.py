@@ -13,11 +13,11 @@ import logging
 from dataclasses import dataclass, field
 
 from tether.convert import meta
-from tether.module import ModuleContext, ModuleError
+from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
 NAME = "write_files"
-STAGE = "init"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.INIT
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("write_files",)
 LOG = logging.getLogger(__name__)
 DEFAULT_OWNER = "root:root"

@@ -11,11 +11,11 @@ from typing import Any
 
 from tether.convert import convert
 from tether.errors import ConfigErrors
-from tether.module import ModuleContext
+from tether.module import Frequency, ModuleContext, Stage
 
 NAME = "write_files_deferred"
-STAGE = "final"
-FREQUENCY = "once-per-instance"
+STAGE = Stage.FINAL
+FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("write_files",)
 LOG = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 A module is one file in ``modules/`` with::
 
-    NAME = "write_files"            # cloud-init's module name
-    STAGE = "init"                  # init | config | final (cloud_init/config/final_modules)
-    FREQUENCY = "once-per-instance" # always | once-per-instance | once
+    NAME = "write_files"                    # cloud-init's module name
+    STAGE = Stage.INIT                      # INIT | CONFIG | FINAL (cloud_init/config/final_modules)
+    FREQUENCY = Frequency.ONCE_PER_INSTANCE # ALWAYS | ONCE_PER_INSTANCE | ONCE
     KEYS = ("write_files",)         # cloud-config keys that activate it
     RUN_WITHOUT_KEYS = False        # True: handle() runs even when no key is present (e.g. ssh host keys)
     @dataclass(frozen=True)
@@ -13,13 +13,16 @@ A module is one file in ``modules/`` with::
 
 Offline effects (files in ``ctx.target``) always; live effects (``hostname``, ``systemctl restart``) only when
 ``ctx.live``. Commands go through ``ctx.run`` / ``ctx.run_in_target``; never spawn processes directly.
+``Module`` states that interface as a protocol; ``tether/modules/__init__.py`` has mypy check every module file
+against it. Stage and frequency are ``str`` enums, so they compare equal to, and serialise as, cloud-init's strings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol
 
 from tether import log
 from tether.errors import CommandError
@@ -29,8 +32,24 @@ from tether.runner import Result, Runner
 from tether.target import Target
 
 LOG = log.get(__name__)
-FREQUENCIES = ("always", "once-per-instance", "once")
-STAGES = ("init", "config", "final")
+
+
+class Stage(StrEnum):
+    """The stage whose module list runs a module (cloud_init_modules, cloud_config_modules, cloud_final_modules)."""
+    INIT = "init"
+    CONFIG = "config"
+    FINAL = "final"
+
+
+class Frequency(StrEnum):
+    """How often a module runs: every boot, once per instance-id, or once ever (semaphores in docs/state.md)."""
+    ALWAYS = "always"
+    ONCE_PER_INSTANCE = "once-per-instance"
+    ONCE = "once"
+
+
+FREQUENCIES: tuple[str, ...] = tuple(Frequency)
+STAGES: tuple[str, ...] = tuple(Stage)
 
 
 class ModuleError(Exception):
@@ -110,4 +129,26 @@ class ModuleContext:
         return "unknown"
 
 
-__all__ = ["FREQUENCIES", "STAGES", "CommandError", "ModuleContext", "ModuleError"]
+class Module(Protocol):
+    """What a module file declares (read-only, so a module's narrower types match). ``RUN_WITHOUT_KEYS`` is optional
+    and read with ``getattr``."""
+
+    @property
+    def NAME(self) -> str: ...
+
+    @property
+    def STAGE(self) -> Stage: ...
+
+    @property
+    def FREQUENCY(self) -> Frequency: ...
+
+    @property
+    def KEYS(self) -> tuple[str, ...]: ...
+
+    @property
+    def Config(self) -> type[Any]: ...
+
+    def handle(self, ctx: ModuleContext, cfg: Any, /) -> None: ...
+
+
+__all__ = ["FREQUENCIES", "STAGES", "CommandError", "Frequency", "Module", "ModuleContext", "ModuleError", "Stage"]
