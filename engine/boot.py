@@ -192,6 +192,22 @@ def check_kernel_files(kernel: Path, initrd: Path | None) -> None:
             raise BootError(f"{what} {p} does not exist or is not a file")
 
 
+def prepare_entry(slot: str, *, kernel: Path, initrd: Path | None, root_partuuid: str, cmdline: str, version: str,
+                  tries: int) -> tuple[str, str]:
+    """What every backend's ``install_entry`` checks before it touches the boot partition (the id from version and
+    slot, the tries, the kernel files, the command line); returns the entry's id and its kernel command line."""
+    entry_id = make_entry_id(version, slot)
+    check_tries(tries)
+    check_kernel_files(kernel, initrd)
+    return entry_id, entry_options(root_partuuid, cmdline, entry_id)
+
+
+def refuse_booted(loader: str, entry_id: str, booted: str | None) -> None:
+    """An entry is never rewritten under the running system: its kernel and initrd are the ones in use."""
+    if booted == entry_id:
+        raise BootError(f"{loader}: {entry_id} is the running system's entry; install a new version")
+
+
 # ---- version ordering (systemd's strverscmp_improved rules, which systemd-boot applies to entry ids) ---------
 
 def _valid_version_char(c: str) -> bool:

@@ -19,10 +19,8 @@ from tether.engine.boot import (
     EfiVarsError,
     EntryInfo,
     NoEntryError,
-    check_kernel_files,
-    check_tries,
-    entry_options,
-    make_entry_id,
+    prepare_entry,
+    refuse_booted,
     version_key,
     write_file_atomic,
 )
@@ -92,13 +90,10 @@ class FakeBoot:
     # -- interface
     def install_entry(self, slot: str, *, kernel: Path, initrd: Path | None, root_partuuid: str, cmdline: str,
                       version: str, tries: int) -> str:
-        entry_id = make_entry_id(version, slot)
-        check_tries(tries)
-        check_kernel_files(kernel, initrd)
-        options = entry_options(root_partuuid, cmdline, entry_id)
+        entry_id, options = prepare_entry(slot, kernel=kernel, initrd=initrd, root_partuuid=root_partuuid,
+                                          cmdline=cmdline, version=version, tries=tries)
         st = self.load()
-        if st["booted"] == entry_id:
-            raise BootError(f"fake: {entry_id} is the running system's entry; install a new version")
+        refuse_booted("fake", entry_id, st["booted"])
         for other in [i for i, e in st["entries"].items() if e["slot"] == slot and i != st["booted"]]:
             del st["entries"][other]
         st["entries"][entry_id] = {"slot": slot, "version": version, "kernel": str(kernel),

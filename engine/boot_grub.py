@@ -32,13 +32,11 @@ from tether.engine.boot import (
     EntryInfo,
     MissingEspError,
     NoEntryError,
-    check_kernel_files,
-    check_tries,
     copy_file_atomic,
-    entry_options,
-    make_entry_id,
     parse_entry_id,
+    prepare_entry,
     read_cmdline_entry,
+    refuse_booted,
     version_key,
     write_error,
     write_file_atomic,
@@ -211,17 +209,14 @@ class GrubBoot:
     # -- interface
     def install_entry(self, slot: str, *, kernel: Path, initrd: Path | None, root_partuuid: str, cmdline: str,
                       version: str, tries: int) -> str:
-        entry_id = make_entry_id(version, slot)
-        check_tries(tries)
-        check_kernel_files(kernel, initrd)
-        options = entry_options(root_partuuid, cmdline, entry_id)
+        entry_id, options = prepare_entry(slot, kernel=kernel, initrd=initrd, root_partuuid=root_partuuid,
+                                          cmdline=cmdline, version=version, tries=tries)
         bad = sorted({c for c in options if not _SAFE_OPTIONS.match(c)})
         if bad:
             raise BootError(f"grub: kernel command line has characters GRUB script would interpret: {''.join(bad)}")
         self.check_boot_dir()
         booted = self.booted_entry()
-        if booted == entry_id:
-            raise BootError(f"grub: {entry_id} is the running system's entry; install a new version")
+        refuse_booted("grub", entry_id, booted)
         st = self._load()
         dropped = [r for r in st.records
                    if r["slot"] == slot and r["id"] != booted and r["id"] != st.env.get("tether_default")

@@ -34,15 +34,13 @@ from tether.engine.boot import (
     EntryInfo,
     MissingEspError,
     NoEntryError,
-    check_kernel_files,
-    check_tries,
     compare_versions,
     copy_file_atomic,
-    entry_options,
     fsync_dir,
-    make_entry_id,
     parse_entry_id,
+    prepare_entry,
     read_cmdline_entry,
+    refuse_booted,
     write_error,
     write_file_atomic,
 )
@@ -315,14 +313,11 @@ class SystemdBoot:
 
     def install_entry(self, slot: str, *, kernel: Path, initrd: Path | None, root_partuuid: str, cmdline: str,
                       version: str, tries: int) -> str:
-        entry_id = make_entry_id(version, slot)
-        check_tries(tries)
-        check_kernel_files(kernel, initrd)
-        options = entry_options(root_partuuid, cmdline, entry_id)
+        entry_id, options = prepare_entry(slot, kernel=kernel, initrd=initrd, root_partuuid=root_partuuid,
+                                          cmdline=cmdline, version=version, tries=tries)
         self.check_esp()
         booted = self.booted_entry()
-        if booted == entry_id:
-            raise BootError(f"systemd-boot: {entry_id} is the running system's entry; install a new version")
+        refuse_booted("systemd-boot", entry_id, booted)
         rel = f"{KERNEL_DIR}/{slot}/{version}"
         kdir = self.esp / rel
         lines = [f"# Written by tether for slot {slot}. systemd-boot counts tries by renaming this file.",

@@ -31,12 +31,9 @@ from tether.engine.boot import (
     EntryInfo,
     MissingEspError,
     NoEntryError,
-    check_kernel_files,
-    check_tries,
     copy_file_atomic,
-    entry_options,
-    make_entry_id,
     parse_entry_id,
+    prepare_entry,
     read_cmdline_entry,
     write_error,
 )
@@ -265,10 +262,8 @@ class UefiBootNext:
     # -- interface
     def install_entry(self, slot: str, *, kernel: Path, initrd: Path | None, root_partuuid: str, cmdline: str,
                       version: str, tries: int) -> str:
-        entry_id = make_entry_id(version, slot)
-        check_tries(tries)
-        check_kernel_files(kernel, initrd)
-        options = entry_options(root_partuuid, cmdline, entry_id)
+        entry_id, options = prepare_entry(slot, kernel=kernel, initrd=initrd, root_partuuid=root_partuuid,
+                                          cmdline=cmdline, version=version, tries=tries)
         self._check_esp()
         before = self.state()
         booted = self._label_of(before.current, before)
