@@ -4,8 +4,10 @@
 when that succeeded it tells systemd it is ready (so units ordered after the local stage start) and stays alive,
 serving the later stages: ``tether-network/config/final.service`` run ``tether-stage`` (a small POSIX shell script,
 ``units/tether-stage``, builtins only), which writes the stage's name to the FIFO ``/run/tether/boot.ctl`` and
-waits for its exit status on the FIFO ``/run/tether/reply.STAGE``; the server makes all of them (0600). The
-stages run here, in-process, exactly as ``tether init`` and ``tether modules --mode ...`` would run them;
+waits for its exit status on the FIFO ``/run/tether/reply.STAGE``; the server makes all of them (0600). Each
+stage runs in a forked child of this process (``tether/stageproc.py``), exactly as ``tether init`` and ``tether
+modules --mode ...`` would run it, moved into the asking unit's cgroup where the unified hierarchy allows, and
+stopped when that unit's client is gone (its timeout): a hung stage costs its own unit, not the later ones.
 systemd's ordering of the units is unchanged and each unit still takes as long as its stage
 (``systemd-analyze blame`` stays honest).
 
@@ -25,6 +27,7 @@ import time
 from collections.abc import Callable
 
 from tether import log
+from tether.target import write_atomic
 
 TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
 if TYPE_CHECKING:
@@ -118,10 +121,7 @@ class Server:
         # once, and its read ends with end-of-file when this process exits, however it exits
         for stage in STAGES:
             self.replies[stage] = os.open(self.reply_path(stage), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-        tmp = self.pidfile + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{os.getpid()}\n")
-        os.replace(tmp, self.pidfile)
+        write_atomic(self.pidfile, f"{os.getpid()}\n".encode(), 0o644, fsync=False)  # /run: tmpfs
         self.fd = fd
         return fd
 
