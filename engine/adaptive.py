@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import os
 import urllib.parse
 from collections.abc import Sequence
 
+from tether import log
 from tether.engine import chunks, signatures
 from tether.engine.assembly import Assembly, AssemblyError, Progress, Stats
 from tether.engine.chunkcache import ChunkCache
@@ -35,7 +35,7 @@ from tether.engine.chunkfetch import NoRangeError, open_ranges
 from tether.engine.sources import ImageSourceError, open_source
 from tether.errors import TetherError
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 MAX_INDEX = 64 << 20          # 8 GiB of image in 4 KiB chunks; bigger images are indexed with bigger chunks
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import os
 import queue
 import threading
@@ -27,12 +26,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tether import log
 from tether.engine import blockdev, checkpoints, chunks
 from tether.engine.chunkcache import ChunkCache
 from tether.engine.chunkfetch import RangeReader
 from tether.errors import TetherError
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 BLOCK = 4 << 20
 SCAN_THREADS = 2

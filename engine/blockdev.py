@@ -9,6 +9,7 @@ import struct
 import time
 from pathlib import Path
 
+from tether import blockdev as _kernel
 from tether.errors import TetherError
 
 BLKGETSIZE64 = 0x80081272
@@ -112,21 +113,11 @@ def _sys_block_name(path: str) -> str | None:
 
 
 def mounts() -> list[tuple[str, str]]:
-    """(source, mount point) from /proc/self/mounts, octal escapes decoded."""
-    out: list[tuple[str, str]] = []
+    """(source, mount point) of every mount: the mount table as tether.blockdev reads it (the one parser)."""
     try:
-        text = Path("/proc/self/mounts").read_text()
+        return [(m.source, m.mount_point) for m in _kernel.mounts()]
     except OSError:
-        return out
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 2:
-            out.append((_unescape(parts[0]), _unescape(parts[1])))
-    return out
-
-
-def _unescape(s: str) -> str:
-    return s.encode().decode("unicode_escape") if "\\" in s else s
+        return []
 
 
 def _slaves(name: str) -> set[str]:

@@ -19,17 +19,16 @@ The contract every backend keeps:
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from tether.errors import TetherError
+from tether.target import fsync_dir, write_atomic
+
+__all__ = ["fsync_dir"]  # the boot backends fsync an entries directory after their renames
 
 ENTRY_PREFIX = "tether-"
 # '-' separates version and slot and '+' starts a boot counter, so neither may appear in a version; lower case
@@ -299,54 +298,20 @@ def version_key(v: str) -> Any:
 # ---- files on the boot partition -----------------------------------------------------------------------------
 
 def copy_file_atomic(src: Path, dst: Path, mode: int = 0o644) -> None:
-    """Copy through a temporary file in the destination directory, fsync, rename: a reader sees the old file
-    or the whole new one. Streams, so a large initrd costs no memory."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, 1 << 20)
-            out.flush()
-            with contextlib.suppress(OSError):  # vfat has no modes; not an error there
-                os.fchmod(out.fileno(), mode)
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(dst.parent)
+    """``write_file_atomic`` streaming from ``src``, so a large initrd costs no memory."""
+    with open(src, "rb") as inp:
+        _boot_write(dst, inp, mode)
 
 
 def write_file_atomic(dst: Path, data: bytes, mode: int = 0o644) -> None:
+    """A file on the boot partition, through tether's one atomic write (temp file, fsync, rename, directory
+    fsync): a reader sees the old file or the whole new one. The mode is ignored where vfat has none."""
+    _boot_write(dst, data, mode)
+
+
+def _boot_write(dst: Path, data: bytes | BinaryIO, mode: int) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            with contextlib.suppress(OSError):
-                os.fchmod(out.fileno(), mode)
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(dst.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems (vfat via some drivers) refuse fsync on directories; the rename still happened
-    finally:
-        os.close(fd)
+    write_atomic(dst, data, mode, strict_mode=False)
 
 
 def write_error(what: str, e: OSError) -> BootError:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import logging
 import os
 import re
 import shutil
@@ -24,6 +23,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from tether import log
 from tether.engine.boot import (
     KERNEL_DIR,
     BootError,
@@ -40,7 +40,7 @@ from tether.engine.boot import (
 from tether.errors import CommandError
 from tether.runner import Runner
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 EFIVARFS = Path("/sys/firmware/efi/efivars")
 SYSTEMD_VENDOR = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
@@ -172,13 +172,13 @@ def _clear_immutable(path: Path) -> None:
 
 
 def _is_efivarfs(path: Path) -> bool:
+    from tether.blockdev import mount_at
+
     try:
-        mounts = Path("/proc/self/mounts").read_text()
+        m = mount_at(os.path.realpath(path))
     except OSError:
         return False
-    target = os.path.realpath(path)
-    return any(len(f) > 2 and f[1] == target and f[2] == "efivarfs"
-               for f in (line.split() for line in mounts.splitlines()))
+    return m is not None and m.fstype == "efivarfs"
 
 
 # ---- BootNext backend ----------------------------------------------------------------------------------------

@@ -9,11 +9,13 @@ total passes ``max_bytes``.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
-LOG = logging.getLogger(__name__)
+from tether import log
+from tether.target import write_atomic
+
+LOG = log.get(__name__)
 
 DEFAULT_DIR = "/var/cache/tether/chunks"
 DEFAULT_MAX_BYTES = 256 << 20
@@ -46,18 +48,10 @@ class ChunkCache:
     def put(self, digest: bytes, data: bytes | memoryview) -> None:
         if not self.usable:
             return
-        path = self._path(digest)
-        tmp = path.with_name(f".{path.name}.{self._pid}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+        try:  # a cache: no fsync, a torn or missing chunk is fetched again
+            write_atomic(self._path(digest), data, 0o600, fsync=False)
         except OSError as e:  # a full disk costs the cache, not the staging
             LOG.warning("chunk cache %s: cannot store a chunk: %s", self.dir, e.strerror)
-            tmp.unlink(missing_ok=True)
 
     def trim(self) -> int:
         """Remove the oldest chunks (and stray temporary files) until the cache fits; returns the bytes removed."""

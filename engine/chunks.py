@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tether.engine.formats import PeekReader, Reader, decompressing, sniff
 from tether.errors import TetherError
+from tether.target import write_atomic
 
 MAGIC = b"tether-chunks 1\n"
 SUFFIX = ".chunks"
@@ -135,7 +136,7 @@ def build(image: Path, chunk_size: int = DEFAULT_CHUNK) -> tuple[Path, Path]:
 
 def _write(image: Path, reader: Reader, data: Path, chunk_size: int, copy: bool) -> tuple[Path, Path]:
     index = image.with_name(image.name + SUFFIX)
-    tmp_index, tmp_data = index.with_name(index.name + ".tmp"), data.with_name(data.name + ".tmp")
+    tmp_data = data.with_name(data.name + ".tmp")
     out = open(tmp_data, "wb") if copy else None  # noqa: SIM115 - closed below
     whole = hashlib.sha256()
     digests = bytearray()
@@ -162,11 +163,9 @@ def _write(image: Path, reader: Reader, data: Path, chunk_size: int, copy: bool)
             out.close()
             os.replace(tmp_data, data)
         idx = ChunkIndex(chunk_size, size, whole.hexdigest(), data.name, bytes(digests))
-        tmp_index.write_bytes(idx.encode())
-        os.replace(tmp_index, index)
+        write_atomic(index, idx.encode())  # its directory fsync also makes the data file's rename durable
     finally:
         if out is not None and not out.closed:
             out.close()
-        for t in (tmp_index, tmp_data):
-            t.unlink(missing_ok=True)
+        tmp_data.unlink(missing_ok=True)
     return index, data

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from tether import log
+
 DEFAULT_CONFIG = "/etc/tether/host-configuration.yaml"
 TRIDENT_CONFIG = "/etc/trident/config.yaml"  # Trident's default, used when tether's own is absent
 OPERATIONS = ("stage", "finalize")
@@ -19,7 +21,7 @@ GET_WHAT = ("status", "configuration", "last-error", "rollback-chain", "rollback
 VERBOSITY = {"off": logging.CRITICAL + 10, "error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO,
              "debug": logging.DEBUG, "trace": 5}
 BOOT_LOADERS = ("auto", "systemd-boot", "grub", "uefi", "fake")
-LOG = logging.getLogger("tether.engine")
+LOG = log.get("tether.engine")
 
 EXIT_ERROR = 1
 EXIT_NOT_IMPLEMENTED = 3
@@ -168,15 +170,11 @@ def _report(e: Exception, args: argparse.Namespace | None = None) -> int:
 
 def _write_yaml(path: str, data: Any, option: str) -> None:
     """A file the caller named on the command line (the running system's path), replaced atomically."""
-    import os
-
     from tether import yamlsafe
+    from tether.target import write_atomic
 
-    tmp = f"{path}.tether-tmp"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(yamlsafe.dump(data) if data is not None else "null\n")
-        os.replace(tmp, path)
+        write_atomic(path, (yamlsafe.dump(data) if data is not None else "null\n").encode())
     except OSError as e:
         _err(f"{option} {path}: cannot write: {e.strerror or e}")
 
@@ -185,24 +183,13 @@ def _run(cmd: Callable[[argparse.Namespace], int], outputs: bool) -> Callable[[a
     """Run a verb with the stderr log level of ``-v``, then write ``--status`` (after success or failure)."""
     def run(args: argparse.Namespace) -> int:
         level = args.verbosity or ("debug" if getattr(args, "debug", False) else None)
-        handler: logging.Handler | None = None
-        logger = logging.getLogger("tether")
-        old_level = logger.level
-        if level is not None:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("tether: %(levelname)s: %(message)s"))
-            handler.setLevel(VERBOSITY[level])
-            logger.addHandler(handler)
-            logger.setLevel(min(VERBOSITY[level], logging.WARNING))
-        try:
+        from tether.logs import stderr_at
+
+        with stderr_at(VERBOSITY[level] if level is not None else None):
             rc = cmd(args)
             if outputs and args.status:
                 _write_yaml(args.status, _status_after(args), "--status")
             return rc
-        finally:
-            if handler is not None:
-                logger.removeHandler(handler)
-                logger.setLevel(old_level)
     return run
 
 

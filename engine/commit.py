@@ -19,10 +19,10 @@ metadata watch that still asks for it does not stage it again and again.
 from __future__ import annotations
 
 import contextlib
-import logging
 from dataclasses import dataclass
 from typing import Any
 
+from tether import log
 from tether.engine import checkpoints, slots, state
 from tether.engine.boot import BootBackend, BootError
 from tether.engine.finalize import ServicingEnv, backend_for, reboot, root_device_id
@@ -31,7 +31,7 @@ from tether.engine.hostconfig import parse_host_config
 from tether.engine.layout import Layout
 from tether.errors import TetherError
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 MAX_FAILED_REBOOTS = 2  # reboots tried to leave a slot that failed its checks, before giving up and staying
 
 

@@ -10,17 +10,17 @@ first, a source that can seek (a file, or an HTTP server honouring Range request
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from tether import log
 from tether.engine.formats import Reader
 from tether.engine.sources import RangeUnsupportedError
 from tether.errors import TetherError
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 MAX_METADATA = 16 << 20
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _SHA384 = re.compile(r"^[0-9a-fA-F]{96}$")

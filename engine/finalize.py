@@ -10,12 +10,12 @@ so an error always leaves the running slot and the boot configuration as they we
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tether import log
 from tether.engine import checkpoints, mounts, slots, state, transitions
 from tether.engine.boot import BootBackend, BootError, EfiVarsError, MissingEspError, find_entry
 from tether.engine.bootsetup import (
@@ -35,7 +35,7 @@ from tether.errors import TetherError
 from tether.runner import Runner
 from tether.target import Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 
 class FinalizeError(TetherError):

@@ -9,18 +9,18 @@ servicing state's last error; the values of environment variables never appear i
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from tether import log
 from tether.engine.hostconfig import HealthCheck
 from tether.errors import CommandError, TetherError
 from tether.runner import Runner
 from tether.target import Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 SCRIPT_DIR = "/run/tether/health"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -10,10 +10,10 @@ must then match.
 from __future__ import annotations
 
 import hmac
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tether import log
 from tether.engine import signatures, writer
 from tether.engine.cosi import CosiMetadata, CosiStream
 from tether.engine.formats import (
@@ -28,7 +28,7 @@ from tether.engine.hostconfig import OsImage
 from tether.engine.sources import Source, open_source
 from tether.errors import TetherError
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 ProgressFn = Callable[[str, int, int | None], None]  # (what, done bytes, total bytes or None)
 

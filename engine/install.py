@@ -7,10 +7,10 @@ disk that the next run simply repartitions; the install restarts from the top, w
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 
+from tether import log
 from tether.engine import (
     blockdev,
     checkpoints,
@@ -32,7 +32,7 @@ from tether.errors import TetherError
 from tether.runner import Runner
 from tether.target import Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 
 CLEAN_INSTALL = "clean-install"

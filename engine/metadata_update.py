@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tether import log
 from tether.engine import state
 from tether.engine.commit import spec_digest
 from tether.engine.finalize import ServicingEnv, finalize, reboot
@@ -31,7 +31,7 @@ from tether.engine.update import AB_UPDATE, UpdateOptions, servicing_type, stage
 from tether.errors import TetherError
 from tether.host import Host
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 CHECK_FILE = "update-check.json"
 CLOUD_CONFIG_KEY = "host_configuration"
 

@@ -27,12 +27,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import platform
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tether import log
 from tether.engine import oci_config
 from tether.engine.oci_auth import RegistryAuthError, RegistryClient, RegistryError
 from tether.engine.sources import ImageSourceError
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from tether.engine.oci_blob import OciSource
     from tether.engine.oci_config import RegistryConfig
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 MAX_MANIFEST = 4 << 20
 TAIL_CHECK = 1 << 20
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

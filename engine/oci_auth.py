@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import re
 import urllib.parse
 from collections.abc import Mapping
 
-from tether import redact
+from tether import log, redact
 from tether.engine.oci_config import REGISTRIES_FILE, Credentials, Endpoint, is_loopback
 from tether.errors import TetherError
 from tether.http import RETRY_STATUSES, HttpError, Response, Session, pause
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 MAX_TOKEN_BODY = 64 << 10
 _PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 

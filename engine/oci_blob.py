@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import time
 
+from tether import log
 from tether.engine.oci import TAIL_CHECK, Blob, OciAuthError, OciError, Reference
 from tether.engine.oci_auth import RegistryClient, RegistryError
 from tether.http import HttpError, Stream
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 
 class OciSource:

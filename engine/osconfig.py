@@ -11,7 +11,6 @@ modules-load.d/modprobe.d files (``engine.kmodules``), SELinux's mode in ``/etc/
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from collections.abc import Iterable
@@ -19,18 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tether import hostnames, services, sshkeys
+from tether import hostnames, log, services, sshkeys
 from tether.accounts import UserSpec
 from tether.engine.hostcheck import config_notes
 from tether.engine.hostconfig import AdditionalFile, HostConfiguration, Services, User
 from tether.errors import CommandError, ConfigError, ConfigErrors, TetherError
-from tether.filesync import ensure_file
 from tether.instance import InstanceData
 from tether.module import ModuleContext, ModuleError
 from tether.runner import Runner
-from tether.target import Target
+from tether.target import FOLLOW_LINK, Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 
 @dataclass(frozen=True)
@@ -146,7 +144,7 @@ def _hostname(ctx: ModuleContext, name: str) -> None:
     hosts = ctx.target.read_text("/etc/hosts", default="127.0.0.1 localhost\n")
     new = hostnames.ensure_localhost_entry(hosts, short, name, replace=True)
     if new is not None:
-        ensure_file(ctx.target, "/etc/hosts", new, 0o644)
+        ctx.target.ensure_file("/etc/hosts", new, 0o644, links=FOLLOW_LINK)
 
 
 def user_spec(u: User) -> tuple[UserSpec, list[str]]:

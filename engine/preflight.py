@@ -6,9 +6,9 @@ be read twice — the image's pinned hash is verified before any partition table
 from __future__ import annotations
 
 import hmac
-import logging
 from typing import TYPE_CHECKING
 
+from tether import log
 from tether.engine import blockdev, images, partitioning
 from tether.engine.formats import HashingReader
 from tether.engine.sources import open_source
@@ -17,7 +17,7 @@ from tether.errors import TetherError
 if TYPE_CHECKING:
     from tether.engine.hostconfig import HostConfiguration, OsImage
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 
 class PreflightError(TetherError):

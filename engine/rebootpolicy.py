@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tether import log
 from tether.errors import CommandError, TetherError
 from tether.runner import Runner
 from tether.target import Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 SENTINEL = "/run/reboot-required"
 SENTINEL_PKGS = "/run/reboot-required.pkgs"

@@ -21,7 +21,6 @@ A script that exits non-zero or times out raises ScriptError naming the stage, t
 
 from __future__ import annotations
 
-import logging
 import re
 import shutil
 import tempfile
@@ -29,13 +28,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tether import log
 from tether.engine.hostconfig import Script
 from tether.errors import CommandError, TetherError
 from tether.runner import Runner
 from tether.scripts import append_output
 from tether.target import Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 PRE_SERVICING = "preServicing"
 POST_PROVISION = "postProvision"

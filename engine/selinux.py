@@ -19,18 +19,18 @@ their files are labelled too).
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from typing import Literal, cast
 
+from tether import log
 from tether.engine.hostconfig import HostConfiguration, SelinuxMode
 from tether.engine.osconfig import OsConfigError
 from tether.errors import CommandError
 from tether.runner import Runner
 from tether.target import Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 CONFIG = "/etc/selinux/config"
 AUTORELABEL = "/.autorelabel"
@@ -118,18 +118,14 @@ def relabel_paths(target: Target, hc: HostConfiguration) -> list[str]:
 
 
 def _fstype(path: os.PathLike[str]) -> str:
-    """The filesystem type mounted at ``path`` (from /proc/self/mounts)."""
-    real = os.path.realpath(path)
-    found = ""
+    """The filesystem type mounted at ``path`` (the topmost mount there), "" when none."""
+    from tether.blockdev import mount_at
+
     try:
-        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) > 2 and parts[1].replace("\\040", " ") == real:
-                    found = parts[2]
+        m = mount_at(os.path.realpath(path))
     except OSError:
         return ""
-    return found
+    return m.fstype if m is not None else ""
 
 
 def relabel(target: Target, hc: HostConfiguration, runner: Runner) -> list[str]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import logging
 import os
 import re
 import tempfile
@@ -28,12 +27,13 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from tether import log
 from tether.engine.sources import ImageSourceError, open_source
 from tether.errors import CommandError, TetherError
 from tether.runner import Runner
 from tether.target import Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 NAMESPACE = "tether-image"
 KEYS_DIR = "/etc/tether/keys"

@@ -16,19 +16,19 @@ and a server that answers such a request with the whole file raises ``RangeUnsup
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
+from tether import log
 from tether.errors import TetherError
 
 if TYPE_CHECKING:
     from tether.http import Stream
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 MIN_RATE = 1024               # bytes a second, over every ``timeout``-long stretch of a download
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 

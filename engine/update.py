@@ -8,11 +8,11 @@ staging over: the inactive slot holds nothing anyone relies on until ``ab-update
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
+from tether import log
 from tether.engine import (
     checkpoints,
     filesystems,
@@ -34,7 +34,7 @@ from tether.errors import TetherError
 from tether.runner import Runner
 from tether.target import Target
 
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 NO_OP = "no-op"
 AB_UPDATE = "ab-update"

@@ -11,11 +11,10 @@ step needs it and the target lacks it.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tether import accounts, packages
+from tether import accounts, log, packages
 from tether.convert import meta
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
@@ -25,7 +24,7 @@ NAME = "ansible"
 STAGE = Stage.FINAL
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("ansible",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 TIMEOUT = 3600.0
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -13,7 +13,6 @@ skipped. Non-Debian families get a "not supported" warning.
 
 from __future__ import annotations
 
-import logging
 import platform
 import re
 import socket
@@ -21,17 +20,18 @@ import threading
 import urllib.parse
 from dataclasses import dataclass, field
 
-from tether import http
+from tether import http, log
 from tether.convert import meta
-from tether.ensure import ensure_absent, ensure_file
+from tether.ensure import ensure_absent
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
+from tether.target import REPLACE_LINK
 
 NAME = "apt_configure"
 STAGE = Stage.CONFIG
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("apt",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 SOURCES_D = "/etc/apt/sources.list.d"
 CONF_FILE = "/etc/apt/apt.conf.d/94tether-config"
 PROXY_FILE = "/etc/apt/apt.conf.d/90tether-aptproxy"
@@ -331,7 +331,7 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
             errors.append(f"apt.{kind}: {e}")
             continue
         if text:
-            ensure_file(ctx.target, f"{TRUSTED_D}/tether-{kind}.asc", text)
+            ctx.target.ensure_file(f"{TRUSTED_D}/tether-{kind}.asc", text, links=REPLACE_LINK)
     if apt.preserve_sources_list:
         LOG.info("apt: preserve_sources_list is true; the image's sources are kept")
     else:
@@ -346,7 +346,7 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
 
 def write_conf(ctx: ModuleContext, apt: Apt) -> None:
     if apt.conf:
-        ensure_file(ctx.target, CONF_FILE, apt.conf if apt.conf.endswith("\n") else apt.conf + "\n")
+        ctx.target.ensure_file(CONF_FILE, apt.conf if apt.conf.endswith("\n") else apt.conf + "\n", links=REPLACE_LINK)
     else:
         ensure_absent(ctx.target, CONF_FILE)
     lines = []
@@ -358,7 +358,7 @@ def write_conf(ctx: ModuleContext, apt: Apt) -> None:
             lines.append(f'Acquire::{scheme}::Proxy "{url}";\n')
     if lines:
         # Proxy URLs may carry credentials: readable by root only.
-        ensure_file(ctx.target, PROXY_FILE, "".join(lines), mode=0o600)
+        ctx.target.ensure_file(PROXY_FILE, "".join(lines), mode=0o600, links=REPLACE_LINK)
     else:
         ensure_absent(ctx.target, PROXY_FILE)
 
@@ -388,11 +388,11 @@ def write_primary_sources(ctx: ModuleContext, apt: Apt, d: Distro, values: dict[
     suites = {substitute(SUITE_ALIASES.get(s, s), values) for s in apt.disable_suites}
     text = disable_suites(text if text.endswith("\n") else text + "\n", suites)
     if deb822:
-        ensure_file(ctx.target, deb822_file, text)
-        ensure_file(ctx.target, "/etc/apt/sources.list",
-                    f"# tether: the {d.id} sources are in {deb822_file}\n")
+        ctx.target.ensure_file(deb822_file, text, links=REPLACE_LINK)
+        ctx.target.ensure_file("/etc/apt/sources.list",
+                               f"# tether: the {d.id} sources are in {deb822_file}\n", links=REPLACE_LINK)
     else:
-        ensure_file(ctx.target, "/etc/apt/sources.list", text)
+        ctx.target.ensure_file("/etc/apt/sources.list", text, links=REPLACE_LINK)
         ensure_absent(ctx.target, deb822_file)
 
 
@@ -422,7 +422,7 @@ def add_sources(ctx: ModuleContext, apt: Apt, d: Distro, values: dict[str, str],
             errors.append(f"apt.sources.{name}: {e}")
             continue
         if text:
-            ensure_file(ctx.target, key_path, text)
+            ctx.target.ensure_file(key_path, text, links=REPLACE_LINK)
         if not src.source:
             continue
         line = substitute(src.source, {**values, "KEY_FILE": key_path})
@@ -446,7 +446,7 @@ def add_sources(ctx: ModuleContext, apt: Apt, d: Distro, values: dict[str, str],
             old = ctx.target.read_text(path, default="")
             old_lines = old.rstrip("\n").split("\n\n" if deb822 else "\n") if old.strip() else []
         merged = old_lines + [e for e in entries if e not in old_lines]
-        ensure_file(ctx.target, path, ("\n\n" if deb822 else "\n").join(merged) + "\n")
+        ctx.target.ensure_file(path, ("\n\n" if deb822 else "\n").join(merged) + "\n", links=REPLACE_LINK)
 
 
 def _add_apt_repository(ctx: ModuleContext, name: str, source: str, errors: list[str]) -> None:

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 from tether import packages
 from tether.convert import meta
-from tether.ensure import ensure_absent, ensure_file
+from tether.ensure import ensure_absent
 from tether.module import Frequency, ModuleContext, Stage
+from tether.target import REPLACE_LINK
 
 NAME = "apt_pipelining"
 STAGE = Stage.CONFIG
@@ -53,5 +54,5 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
     if cfg.depth is None:
         ensure_absent(ctx.target, SNIPPET)
         return
-    ensure_file(ctx.target, SNIPPET, "// Written by tether (cloud-config apt_pipelining)\n"
-                f'Acquire::http::Pipeline-Depth "{cfg.depth}";\n')
+    ctx.target.ensure_file(SNIPPET, "// Written by tether (cloud-config apt_pipelining)\n"
+                           f'Acquire::http::Pipeline-Depth "{cfg.depth}";\n', links=REPLACE_LINK)

@@ -10,11 +10,10 @@ system); otherwise one warning says what was not done.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from tether import accounts, packages
+from tether import accounts, log, packages
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
 from tether.runas import run_as
@@ -23,7 +22,7 @@ NAME = "byobu"
 STAGE = Stage.CONFIG
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("byobu_by_default",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 ALIASES = {"user": "enable-user", "system": "enable-system"}
 Value = Literal["enable-system", "enable-user", "disable-system", "disable-user", "enable", "disable", "user",
                 "system"]

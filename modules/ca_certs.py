@@ -11,20 +11,21 @@ certificates are in place and a warning says the store was not rebuilt.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 
+from tether import log
 from tether.convert import meta
-from tether.ensure import ensure_absent, ensure_file
+from tether.ensure import ensure_absent
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
+from tether.target import REPLACE_LINK
 
 NAME = "ca_certs"
 STAGE = Stage.INIT
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("ca_certs", "ca-certs")
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 PREFIX = "tether-ca-cert-"
 
 # family: (anchor directory, extension, rebuild command)
@@ -77,7 +78,7 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
         if "BEGIN CERTIFICATE" not in cert:
             ctx.warn(f"ca_certs.trusted[{i - 1}]: does not look like a PEM certificate; written anyway")
         text = cert if cert.endswith("\n") else cert + "\n"
-        changed |= ensure_file(ctx.target, f"{directory}/{PREFIX}{i}.{ext}", text)
+        changed |= ctx.target.ensure_file(f"{directory}/{PREFIX}{i}.{ext}", text, links=REPLACE_LINK)
     try:
         existing = os.listdir(ctx.target.path(directory))
     except OSError:
@@ -92,7 +93,7 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
             ctx.warn(f"ca_certs.remove_defaults: not supported on {family}; the bundled CAs stay trusted")
         else:
             conf = ctx.target.read_text("/etc/ca-certificates.conf", default="")
-            changed |= ensure_file(ctx.target, "/etc/ca-certificates.conf", disable_defaults(conf))
+            changed |= ctx.target.ensure_file("/etc/ca-certificates.conf", disable_defaults(conf), links=REPLACE_LINK)
             fresh = True
     argv = list(rebuild) + (["--fresh"] if fresh else [])
     try:

@@ -12,23 +12,23 @@ that holds a system).
 from __future__ import annotations
 
 import json
-import logging
 import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tether import http, packages
+from tether import http, log, packages
 from tether.convert import meta
-from tether.ensure import ensure_dir, ensure_file
+from tether.ensure import ensure_dir
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
+from tether.target import REPLACE_LINK
 
 NAME = "chef"
 STAGE = Stage.FINAL
 FREQUENCY = Frequency.ALWAYS
 KEYS = ("chef",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 DIRECTORIES = ("/etc/chef", "/var/log/chef", "/var/lib/chef", "/var/chef/backup", "/var/chef/cache", "/var/run/chef")
 OMNIBUS_URL = "https://www.chef.io/chef/install.sh"
 CHEF_CLIENT = "/usr/bin/chef-client"
@@ -141,14 +141,15 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
                  "in validation_cert and the file's path in validation_key")
     if key is not None:
         ensure_dir(ctx.target, posixpath.dirname(key_path))
-        ensure_file(ctx.target, key_path, key, mode=0o600)
+        ctx.target.ensure_file(key_path, key, mode=0o600, links=REPLACE_LINK)
     elif c.validation_cert == "system" and not ctx.target.exists(key_path):
         ctx.warn(f"chef: validation_cert is 'system' but there is no {key_path}")
-    ensure_file(ctx.target, c.config_path, client_rb(c, c.node_name or ctx.instance_id), mode=0o644)
+    ctx.target.ensure_file(c.config_path, client_rb(c, c.node_name or ctx.instance_id), mode=0o644, links=REPLACE_LINK)
     firstboot: dict[str, Any] = {"run_list": list(c.run_list)} if c.run_list is not None else {}
     firstboot.update(c.initial_attributes)
     ensure_dir(ctx.target, posixpath.dirname(c.firstboot_path))
-    ensure_file(ctx.target, c.firstboot_path, json.dumps(firstboot, indent=2, sort_keys=True) + "\n", mode=0o600)
+    ctx.target.ensure_file(c.firstboot_path, json.dumps(firstboot, indent=2, sort_keys=True) + "\n", mode=0o600,
+                           links=REPLACE_LINK)
     run = bool(c.exec)
     if c.force_install or not packages.has_executable(ctx, CHEF_CLIENT):
         _install(ctx, c)

@@ -6,9 +6,9 @@ makes it idempotent. Offline there is nothing to write.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
+from tether import log
 from tether.convert import meta
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
@@ -17,7 +17,7 @@ NAME = "disable_ec2_metadata"
 STAGE = Stage.CONFIG
 FREQUENCY = Frequency.ALWAYS
 KEYS = ("disable_ec2_metadata",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 METADATA_ADDR = "169.254.169.254"
 
 

@@ -16,7 +16,6 @@ the disk, 1 MiB aligned, the last partition taking the rest (as cloud-init does)
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shlex
@@ -24,7 +23,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tether import blockdev
+from tether import blockdev, log
 from tether.blockdev import BlockDev
 from tether.convert import meta
 from tether.errors import CommandError
@@ -35,7 +34,7 @@ STAGE = Stage.INIT
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("disk_setup", "fs_setup", "device_aliases")
 RUN_WITHOUT_KEYS = False
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 MIB = 1 << 20
 
 LayoutItem = int | float | list[int | float | str]

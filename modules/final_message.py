@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import string
 import time
 from dataclasses import dataclass
 
-from tether import __version__
+from tether import __version__, log
 from tether.module import Frequency, ModuleContext, Stage
 from tether.status import uptime
 
@@ -16,7 +15,7 @@ STAGE = Stage.FINAL
 FREQUENCY = Frequency.ALWAYS
 KEYS = ("final_message",)
 RUN_WITHOUT_KEYS = True
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 DEFAULT = "tether v. $version finished at $timestamp. Datasource $datasource.  Up $uptime seconds"
 
 

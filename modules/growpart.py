@@ -13,12 +13,11 @@ device paths, are touched; anything else is logged.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tether import blockdev, partgrow
+from tether import blockdev, log, partgrow
 from tether.blockdev import BlockDev, Mount
 from tether.convert import meta
 from tether.errors import CommandError
@@ -30,7 +29,7 @@ STAGE = Stage.INIT
 FREQUENCY = Frequency.ALWAYS
 KEYS = ("growpart",)
 RUN_WITHOUT_KEYS = True
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 DISABLED_FLAG = "/etc/growroot-disabled"
 
 

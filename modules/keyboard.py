@@ -7,20 +7,20 @@ systemd-localed reads. Live: ``localectl set-x11-keymap`` as well, so the runnin
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
+from tether import log
 from tether.convert import meta
-from tether.ensure import ensure_file
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, Stage
 from tether.shellvars import set_vars
+from tether.target import REPLACE_LINK
 
 NAME = "keyboard"
 STAGE = Stage.CONFIG
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("keyboard",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
     text = set_vars(old, values)
     if path == "/etc/default/keyboard" and "BACKSPACE=" not in text:
         text += 'BACKSPACE="guess"\n'
-    ensure_file(ctx.target, path, text)
+    ctx.target.ensure_file(path, text, links=REPLACE_LINK)
     if ctx.live:
         try:
             ctx.run(["localectl", "set-x11-keymap", kb.layout, kb.model, kb.variant, kb.options], timeout=30)

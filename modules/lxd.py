@@ -9,11 +9,10 @@ debug line); the preseed goes on standard input.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from tether import packages
+from tether import log, packages
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
@@ -21,7 +20,7 @@ NAME = "lxd"
 STAGE = Stage.FINAL
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("lxd",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 TIMEOUT = 600.0
 # storage backend -> (a program that shows it is installed, the package that brings it)
 BACKEND_TOOLS = {"zfs": ("zfs", "zfsutils-linux"), "lvm": ("lvcreate", "lvm2"), "btrfs": ("mkfs.btrfs", "btrfs-progs")}

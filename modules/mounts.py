@@ -11,23 +11,24 @@ created in the target. The swap file is created with host tools acting on the fi
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tether import log
 from tether.convert import meta
-from tether.ensure import ensure_dir, ensure_file
+from tether.ensure import ensure_dir
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
+from tether.target import REPLACE_LINK
 
 NAME = "mounts"
 STAGE = Stage.INIT
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("mounts", "mount_default_fields", "swap")
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 MARK = "comment=tether"
 REPLACED = "# replaced by tether: "
 GIB = 1 << 30
@@ -236,7 +237,7 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
         if e[2] != "swap" and e[1].startswith("/"):
             ensure_dir(ctx.target, e[1])
     old = ctx.target.read_text("/etc/fstab", default="")
-    changed = ensure_file(ctx.target, "/etc/fstab", render_fstab(old, entries), mode=0o644)
+    changed = ctx.target.ensure_file("/etc/fstab", render_fstab(old, entries), mode=0o644, links=REPLACE_LINK)
     if not ctx.live:
         return
     try:

@@ -9,19 +9,18 @@ can run). Live: the service is restarted so it uses the new servers now. ``confi
 from __future__ import annotations
 
 import ipaddress
-import logging
 from dataclasses import dataclass, field, replace
 
-from tether import packages, services
+from tether import log, packages, services
 from tether.convert import meta
-from tether.ensure import ensure_file
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
+from tether.target import REPLACE_LINK
 
 NAME = "ntp"
 STAGE = Stage.CONFIG
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("ntp",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 HEADER = "# Written by tether (ntp module); changes are kept until the ntp configuration changes.\n"
 
 
@@ -204,7 +203,7 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
         text = render_builtin(client, ntp, pools, warnings)
     for w in warnings:
         ctx.warn(w)
-    changed = ensure_file(ctx.target, client.confpath, text)
+    changed = ctx.target.ensure_file(client.confpath, text, links=REPLACE_LINK)
     services.enable(ctx, client.service_name)
     if changed:
         services.restart(ctx, client.service_name)

@@ -13,10 +13,9 @@ first.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
-from tether import packages
+from tether import log, packages
 from tether.convert import meta
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
@@ -26,7 +25,7 @@ STAGE = Stage.FINAL
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("packages", "package_update", "package_upgrade", "package_reboot_if_required", "apt_update",
         "apt_upgrade", "apt_reboot_if_required")
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 REBOOT_FLAG = "/var/run/reboot-required"
 
 

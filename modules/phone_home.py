@@ -9,14 +9,13 @@ most ``tries x (2 x timeout + 5)`` seconds); a failure is a warning with the URL
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tether import http
+from tether import http, log
 from tether.convert import meta
 from tether.module import Frequency, ModuleContext, Stage
 
@@ -24,7 +23,7 @@ NAME = "phone_home"
 STAGE = Stage.FINAL
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("phone_home",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 PostKey = Literal["pub_key_rsa", "pub_key_ecdsa", "pub_key_ed25519", "instance_id", "hostname", "fqdn"]
 ALL_KEYS: tuple[str, ...] = ("pub_key_rsa", "pub_key_ecdsa", "pub_key_ed25519", "instance_id", "hostname", "fqdn")
 TRY_TIMEOUT = 10.0

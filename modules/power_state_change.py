@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tether import log
 from tether.convert import meta
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
@@ -30,7 +31,7 @@ NAME = "power_state_change"
 STAGE = Stage.FINAL
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("power_state",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 MODE_FLAG = {"poweroff": "-P", "reboot": "-r", "halt": "-H"}
 CONDITION_TIMEOUT = 60.0
 POLL = 0.2

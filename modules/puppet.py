@@ -12,21 +12,21 @@ holds a system; ``exec`` and ``start`` only live); files are always written.
 from __future__ import annotations
 
 import json
-import logging
 import posixpath
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tether import hostnames, http, packages, services
-from tether.ensure import ensure_dir, ensure_file
+from tether import hostnames, http, log, packages, services
+from tether.ensure import ensure_dir
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
+from tether.target import REPLACE_LINK
 
 NAME = "puppet"
 STAGE = Stage.FINAL
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("puppet",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 AIO_URL = "https://raw.githubusercontent.com/puppetlabs/install-puppet/main/install.sh"
 # install_type -> (conf_file, ssl_dir, csr_attributes_path)
 PATHS = {"packages": ("/etc/puppet/puppet.conf", "/var/lib/puppet/ssl", "/etc/puppet/csr_attributes.yaml"),
@@ -142,7 +142,7 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
         doc = {k: v for k, v in (("custom_attributes", p.csr_attributes.custom_attributes),
                                  ("extension_requests", p.csr_attributes.extension_requests)) if v is not None}
         # JSON is YAML: no YAML writer needed, and Puppet reads it as the YAML file it expects
-        ensure_file(ctx.target, csr_path, json.dumps(doc, indent=2) + "\n", mode=0o640)
+        ctx.target.ensure_file(csr_path, json.dumps(doc, indent=2) + "\n", mode=0o640, links=REPLACE_LINK)
     if p.start_service:
         services.enable(ctx, "puppet")
     errors = []
@@ -199,11 +199,11 @@ def _write_conf(ctx: ModuleContext, conf: Conf, conf_file: str, ssl_dir: str) ->
             settings[sec][k] = text
     if settings:
         old = ctx.target.read_text(conf_file, default="")
-        ensure_file(ctx.target, conf_file, merge_ini(old, settings), mode=0o644)
+        ctx.target.ensure_file(conf_file, merge_ini(old, settings), mode=0o644, links=REPLACE_LINK)
     if conf.ca_cert:
         ensure_dir(ctx.target, ssl_dir, mode=0o771)
         ensure_dir(ctx.target, posixpath.join(ssl_dir, "certs"), mode=0o755)
-        ensure_file(ctx.target, posixpath.join(ssl_dir, "certs/ca.pem"), conf.ca_cert, mode=0o644)
+        ctx.target.ensure_file(posixpath.join(ssl_dir, "certs/ca.pem"), conf.ca_cert, mode=0o644, links=REPLACE_LINK)
 
 
 def _opt_str(ctx: ModuleContext, key: str) -> str | None:

@@ -10,12 +10,11 @@ mount point of a loop-backed device (tests); otherwise the module only logs.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tether import blockdev
+from tether import blockdev, log
 from tether.blockdev import BlockDev, Mount
 from tether.convert import meta
 from tether.errors import CommandError
@@ -26,7 +25,7 @@ STAGE = Stage.INIT
 FREQUENCY = Frequency.ALWAYS
 KEYS = ("resize_rootfs",)
 RUN_WITHOUT_KEYS = True
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 NOBLOCK_TIMEOUT = "900"  # seconds a detached resize may take before it is killed
 
 

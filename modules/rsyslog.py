@@ -8,22 +8,21 @@ the reload command (``auto``: ``systemctl restart rsyslog``).
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tether import packages, services
+from tether import log, packages, services
 from tether.convert import meta
-from tether.ensure import ensure_file
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
+from tether.target import REPLACE_LINK
 
 NAME = "rsyslog"
 STAGE = Stage.INIT
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("rsyslog",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 DEFAULT_DIR = "/etc/rsyslog.d"
 DEFAULT_FILE = "20-cloud-config.conf"
 _REMOTE = re.compile(r"^(?:(?P<filter>\S+)\s+)?(?P<proto>@{1,2})?(?P<host>\[[^\]]+\]|[^\s:@\[\]]+)"
@@ -94,7 +93,7 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
         packages.install(ctx, rs.packages, "rsyslog")
     changed = False
     for path, text in render(rs).items():
-        changed |= ensure_file(ctx.target, path, text)
+        changed |= ctx.target.ensure_file(path, text, links=REPLACE_LINK)
     if not (changed and ctx.live):
         return
     if rs.service_reload_command == "auto":

@@ -6,9 +6,9 @@ script (e.g. ``[timeout, 30]``). See tether.script_dirs for how they run.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
+from tether import log
 from tether.convert import meta
 from tether.module import Frequency, ModuleContext, Stage
 from tether.script_dirs import run_dir
@@ -18,7 +18,7 @@ STAGE = Stage.FINAL
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS: tuple[str, ...] = ()
 RUN_WITHOUT_KEYS = True
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 
 @dataclass(frozen=True)

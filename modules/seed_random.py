@@ -11,21 +11,21 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
-import logging
 import shutil
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tether import log
 from tether.convert import meta
-from tether.ensure import ensure_file
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
+from tether.target import REPLACE_LINK
 
 NAME = "seed_random"
 STAGE = Stage.INIT
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("random_seed",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
                 f.write(data)
             LOG.info("seeded %s with %d bytes", seed.file, len(data))
     elif data:
-        ensure_file(ctx.target, seed.file, data, mode=0o600)
+        ctx.target.ensure_file(seed.file, data, mode=0o600, links=REPLACE_LINK)
     if seed.command is None:
         return
     if not ctx.live:

@@ -10,19 +10,18 @@ tell an administrator's later change apart from its own.
 from __future__ import annotations
 
 import json
-import logging
 
-from tether import hostnames
-from tether.filesync import ensure_file
+from tether import hostnames, log
 from tether.hostnames import HostnameConfig
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
+from tether.target import FOLLOW_LINK
 
 NAME = "set_hostname"
 STAGE = Stage.INIT
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("hostname", "fqdn", "prefer_fqdn_over_hostname", "preserve_hostname", "create_hostname_file")
 RUN_WITHOUT_KEYS = True   # the datasource's local-hostname is applied without any key
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 Config = HostnameConfig
 
@@ -45,6 +44,7 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
     if cfg.create_hostname_file or ctx.target.exists("/etc/hostname"):
         hostnames.write_hostname_file(ctx, name)
     hostnames.apply_live(ctx, name)
-    ensure_file(ctx.target, hostnames.previous_hostname_path(ctx), name + "\n", 0o644)
-    ensure_file(ctx.target, hostnames.set_hostname_record(ctx),
-                json.dumps({"hostname": names.hostname, "fqdn": names.fqdn}) + "\n", 0o644)
+    ctx.target.ensure_file(hostnames.previous_hostname_path(ctx), name + "\n", 0o644, links=FOLLOW_LINK)
+    ctx.target.ensure_file(hostnames.set_hostname_record(ctx),
+                           json.dumps({"hostname": names.hostname, "fqdn": names.fqdn}) + "\n", 0o644,
+                           links=FOLLOW_LINK)

@@ -9,12 +9,11 @@ warning says what was not run.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tether import packages
+from tether import log, packages
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
@@ -22,7 +21,7 @@ NAME = "snap"
 STAGE = Stage.CONFIG
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("snap",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 COMMAND_TIMEOUT = 1800.0
 
 Command = str | tuple[str, ...]

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from tether import accounts, sshkeys
 from tether.convert import meta
 from tether.errors import CommandError
-from tether.filesync import ensure_file
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
+from tether.target import FOLLOW_LINK
 
 NAME = "ssh"
 STAGE = Stage.INIT
@@ -91,7 +91,7 @@ def _write_given_keys(ctx: ModuleContext, keys: dict[str, str]) -> None:
         kind, _, part = k.rpartition("_")
         path = sshkeys.HOST_KEY_TPL.format(kind) + _SUFFIX[part]
         text = value if value.endswith("\n") else value + "\n"
-        ensure_file(ctx.target, path, text, _MODE[part])
+        ctx.target.ensure_file(path, text, _MODE[part], links=FOLLOW_LINK)
         if part == "certificate":
             certs.append(path)
     for kind in sshkeys.HOST_KEY_TYPES:
@@ -103,14 +103,15 @@ def _write_given_keys(ctx: ModuleContext, keys: dict[str, str]) -> None:
 
 def _derive_public(ctx: ModuleContext, private: str) -> None:
     res = ctx.run(["ssh-keygen", "-y", "-f", str(ctx.target.path(private))])
-    ensure_file(ctx.target, private + ".pub", res.stdout.strip() + "\n", 0o644)
+    ctx.target.ensure_file(private + ".pub", res.stdout.strip() + "\n", 0o644, links=FOLLOW_LINK)
 
 
 def _host_certificates(ctx: ModuleContext, certs: list[str]) -> None:
     lines = "".join(f"HostCertificate {c}\n" for c in sorted(certs))
     main = ctx.target.read_text("/etc/ssh/sshd_config", default="")
     if any(line.split()[:1] == ["Include"] and "sshd_config.d/" in line for line in main.splitlines()):
-        ensure_file(ctx.target, HOSTCERT_DROPIN, "# Host certificates from ssh_keys (tether)\n" + lines, 0o644)
+        ctx.target.ensure_file(HOSTCERT_DROPIN, "# Host certificates from ssh_keys (tether)\n" + lines, 0o644,
+                               links=FOLLOW_LINK)
         return
     missing = [line for line in lines.splitlines() if line not in main.splitlines()]
     if missing:
@@ -147,8 +148,8 @@ def _record_hostkeys(ctx: ModuleContext, blacklist: tuple[str, ...]) -> None:
         if key is None or short in blacklist or key.keytype in blacklist:
             continue
         out.append([key.keytype, key.blob])
-    ensure_file(ctx.target, f"{ctx.paths.instance_dir(ctx.instance_id)}/ssh-hostkeys.json",
-                json.dumps(out, indent=1) + "\n", 0o644)
+    ctx.target.ensure_file(f"{ctx.paths.instance_dir(ctx.instance_id)}/ssh-hostkeys.json",
+                           json.dumps(out, indent=1) + "\n", 0o644, links=FOLLOW_LINK)
 
 
 def _authorized_keys(ctx: ModuleContext, cfg: Config) -> None:

@@ -9,10 +9,9 @@ system); otherwise one warning names the users whose keys were not imported.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
-from tether import accounts, packages
+from tether import accounts, log, packages
 from tether.errors import CommandError, ConfigErrors
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
 from tether.runas import run_as
@@ -22,7 +21,7 @@ STAGE = Stage.CONFIG
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 # users' own lists activate it too; the users/user keys are read from the whole config (see wanted())
 KEYS = ("ssh_import_id", "users", "user")
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 TOOL = "ssh-import-id"
 IMPORT_TIMEOUT = 300.0
 

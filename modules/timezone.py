@@ -7,20 +7,21 @@ programs see the change without a reboot.
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, field
 
+from tether import log
 from tether.convert import meta
-from tether.ensure import ensure_file, ensure_symlink
+from tether.ensure import ensure_symlink
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
+from tether.target import REPLACE_LINK
 
 NAME = "timezone"
 STAGE = Stage.CONFIG
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("timezone",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 ZONEINFO = "/usr/share/zoneinfo"
 _ZONE = re.compile(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
 
@@ -43,7 +44,7 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
     if not ctx.target.path(zone_file).is_file():
         raise ModuleError(f"timezone {tz!r}: no {zone_file} in the target (is tzdata installed?)")
     if ctx.distro_family() == "debian":
-        ensure_file(ctx.target, "/etc/timezone", tz + "\n")
+        ctx.target.ensure_file("/etc/timezone", tz + "\n", links=REPLACE_LINK)
     ensure_symlink(ctx.target, "/etc/localtime", zone_file)
     if ctx.live:
         try:

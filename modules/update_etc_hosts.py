@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tether import hostnames
-from tether.filesync import ensure_file
 from tether.module import Frequency, ModuleContext, Stage
+from tether.target import FOLLOW_LINK
 
 NAME = "update_etc_hosts"
 STAGE = Stage.INIT
@@ -53,9 +53,10 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
         ctx.warn("manage_etc_hosts is set but no hostname was found")
         return
     if mode is True:
-        ensure_file(ctx.target, "/etc/hosts", hostnames.render_hosts(ctx, names.hostname, names.fqdn), 0o644)
+        ctx.target.ensure_file("/etc/hosts", hostnames.render_hosts(ctx, names.hostname, names.fqdn), 0o644,
+                               links=FOLLOW_LINK)
         return
     existing = ctx.target.read_text("/etc/hosts", default="")
     new = hostnames.ensure_localhost_entry(existing, names.hostname, names.fqdn)
     if new is not None:
-        ensure_file(ctx.target, "/etc/hosts", new, 0o644)
+        ctx.target.ensure_file("/etc/hosts", new, 0o644, links=FOLLOW_LINK)

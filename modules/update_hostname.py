@@ -8,19 +8,17 @@ administrator changed it and it is left alone (cloud-init's rule).
 
 from __future__ import annotations
 
-import logging
-
-from tether import hostnames
-from tether.filesync import ensure_file
+from tether import hostnames, log
 from tether.hostnames import HostnameConfig
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
+from tether.target import FOLLOW_LINK
 
 NAME = "update_hostname"
 STAGE = Stage.INIT
 FREQUENCY = Frequency.ALWAYS
 KEYS = ("hostname", "fqdn", "prefer_fqdn_over_hostname", "preserve_hostname", "create_hostname_file")
 RUN_WITHOUT_KEYS = True
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 Config = HostnameConfig
 
@@ -42,7 +40,7 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
                  system, prev)
         return
     if prev != name:
-        ensure_file(ctx.target, prev_path, name + "\n", 0o644)
+        ctx.target.ensure_file(prev_path, name + "\n", 0o644, links=FOLLOW_LINK)
     if not system or (system == prev and system != name):
         if cfg.create_hostname_file or ctx.target.exists("/etc/hostname"):
             hostnames.write_hostname_file(ctx, name)

@@ -10,23 +10,22 @@ users. Every step checks the current state first, so a second run changes nothin
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from dataclasses import dataclass
 
-from tether import accounts, sshkeys
+from tether import accounts, log, sshkeys
 from tether.accounts import GroupsValue, Users, UserSpec, UsersValue
 from tether.convert import convert
 from tether.errors import CommandError, ConfigErrors
-from tether.filesync import ensure_file
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
+from tether.target import FOLLOW_LINK
 
 NAME = "users_groups"
 STAGE = Stage.INIT
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("users", "user", "groups")
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 RUN_WITHOUT_KEYS = True   # the distro's default user is created even when the user-data says nothing
 
 SUDOERS = "/etc/sudoers.d/90-tether-users"
@@ -240,7 +239,7 @@ def _write_rules(ctx: ModuleContext, path: str, rules: dict[str, list[str]], val
     fmt = "{user} {rule}" if path == SUDOERS else "{rule}"
     text = render_rules(ctx.target.read_text(path, default=""), rules, fmt)
     if ctx.target.read_text(path, default="") == text:
-        ensure_file(ctx.target, path, text, mode)   # unchanged rules: at most fix the mode
+        ctx.target.ensure_file(path, text, mode, links=FOLLOW_LINK)   # unchanged rules: at most fix the mode
         return
     tool = shutil.which(validate[0])
     if tool:
@@ -253,7 +252,7 @@ def _write_rules(ctx: ModuleContext, path: str, rules: dict[str, list[str]], val
             raise ModuleError(f"{path}: rules rejected by {validate[0]}, not installed: {e}")
         finally:
             ctx.target.remove(check)
-    ensure_file(ctx.target, path, text, mode)
+    ctx.target.ensure_file(path, text, mode, links=FOLLOW_LINK)
 
 
 def _ensure_sudoers_includedir(ctx: ModuleContext) -> None:

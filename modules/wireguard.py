@@ -9,23 +9,23 @@ then do the readiness probes run (an offline root has no interface to probe: the
 
 from __future__ import annotations
 
-import logging
 import os
 import posixpath
 import re
 from dataclasses import dataclass, field
 
-from tether import packages, services
+from tether import log, packages, services
 from tether.convert import meta
-from tether.ensure import ensure_dir, ensure_file
+from tether.ensure import ensure_dir
 from tether.errors import CommandError
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
+from tether.target import REPLACE_LINK
 
 NAME = "wireguard"
 STAGE = Stage.CONFIG
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("wireguard",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 IFNAME = re.compile(r"^[a-zA-Z0-9_=+.-]{1,15}$")   # what wg-quick accepts as an interface name
 UNIT_TEMPLATE = "wg-quick@.service"
 PROBE_TIMEOUT = 120.0
@@ -79,7 +79,7 @@ def handle(ctx: ModuleContext, cfg: Config) -> None:
         ensure_dir(ctx.target, posixpath.dirname(iface.config_path), mode=0o700)
         # root's private key: root-owned even where an earlier file had another owner (tests run unprivileged)
         owner = (0, 0) if os.geteuid() == 0 else None
-        if ensure_file(ctx.target, iface.config_path, iface.content, mode=0o600, owner=owner):
+        if ctx.target.ensure_file(iface.config_path, iface.content, mode=0o600, owner=owner, links=REPLACE_LINK):
             LOG.info("wireguard: wrote %s (0600)", iface.config_path)
     errors = []
     for iface in wg.interfaces:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 from dataclasses import dataclass, field
 
+from tether import log
 from tether.convert import meta
 from tether.module import Frequency, ModuleContext, ModuleError, Stage
 
@@ -19,7 +19,7 @@ NAME = "write_files"
 STAGE = Stage.INIT
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("write_files",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 DEFAULT_OWNER = "root:root"
 DEFAULT_PERMS = 0o644
 MAX_CONTENT_BYTES = 128 * 1024 * 1024  # one entry's decoded content: a gzip bomb stops here, while inflating

@@ -5,10 +5,10 @@ users exist and packages are installed). Parsing and writing are the write_files
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
+from tether import log
 from tether.convert import convert
 from tether.errors import ConfigErrors
 from tether.module import Frequency, ModuleContext, Stage
@@ -17,7 +17,7 @@ NAME = "write_files_deferred"
 STAGE = Stage.FINAL
 FREQUENCY = Frequency.ONCE_PER_INSTANCE
 KEYS = ("write_files",)
-LOG = logging.getLogger(__name__)
+LOG = log.get(__name__)
 
 
 @dataclass(frozen=True)

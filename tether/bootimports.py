@@ -44,12 +44,11 @@ def load(path: str) -> list[str]:
 
 
 def save(path: str, modules: list[str]) -> None:
+    from tether.target import write_atomic
+
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps({STAGE: modules}) + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    # a hint for the next boot (a missing or damaged one is ignored): no fsync of its own
+    write_atomic(path, (json.dumps({STAGE: modules}) + "\n").encode(), 0o644, fsync=False)
 
 
 def wanted(modules: list[str]) -> list[str]:

@@ -351,16 +351,12 @@ def write_detection(target: Target, det: Detection) -> Path:
 
 def write_detection_at(root: str, det: Detection) -> str:
     """``write_detection`` for the generator, which has a plain directory and no Target: same file, same
-    atomic replace (temporary file, then rename), no fsync (``/run`` is a tmpfs)."""
+    atomic replace, no fsync (``/run`` is a tmpfs)."""
+    from tether.atomicfile import write_atomic
+
     path = os.path.join(root, DETECT_JSON.lstrip("/"))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, det.to_json().encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, det.to_json().encode(), 0o644, fsync=False)
     return path
 
 

@@ -1,15 +1,14 @@
 """Idempotent file edits: each helper changes the target only when the result would differ.
 
 Modules use these so that running a stage twice leaves the tree exactly as the first run did (same bytes, same
-modes, same links, no rewritten mtimes).
+modes, same links, no rewritten mtimes). Files: ``Target.ensure_file``.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 
-from tether.target import Target
+from tether.target import Target, replace_symlink
 
 
 def _host_nofollow(target: Target, path: str) -> str:
@@ -18,37 +17,13 @@ def _host_nofollow(target: Target, path: str) -> str:
     return os.path.join(target.path(parent or "/"), name)
 
 
-def ensure_file(target: Target, path: str, content: str | bytes, mode: int = 0o644,
-                owner: tuple[int, int] | None = None) -> bool:
-    """Write ``content`` at ``path`` unless it is already there with that mode. True when it changed."""
-    data = content.encode() if isinstance(content, str) else content
-    host = _host_nofollow(target, path)
-    if os.path.islink(host):
-        os.unlink(host)  # replace a link with the file itself rather than write through it
-    else:
-        try:
-            st = os.stat(host)
-            with open(host, "rb") as f:
-                same = f.read() == data
-            if same and stat.S_IMODE(st.st_mode) == mode and (owner is None or (st.st_uid, st.st_gid) == owner):
-                return False
-        except FileNotFoundError:
-            pass
-    target.write(path, data, mode=mode, owner=owner)
-    return True
-
-
 def ensure_symlink(target: Target, path: str, dest: str) -> bool:
     """Make ``path`` a symlink to ``dest`` (a path as seen inside the target). True when it changed."""
     host = _host_nofollow(target, path)
     if os.path.islink(host) and os.readlink(host) == dest:
         return False
     os.makedirs(os.path.dirname(host), exist_ok=True)
-    tmp = f"{host}.tether-new"
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(dest, tmp)
-    os.replace(tmp, host)
+    replace_symlink(host, dest, fsync=target.durable(path))
     return True
 
 

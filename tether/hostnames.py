@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from tether.filesync import ensure_file
 from tether.module import ModuleContext
+from tether.target import FOLLOW_LINK
 
 LOCAL_IP = "127.0.1.1"   # Debian's address for the machine's own name
 _VALID = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62})?)*\.?$")
@@ -109,7 +109,7 @@ def write_hostname_file(ctx: ModuleContext, name: str, path: str = "/etc/hostnam
             out.append(line)
     if not done:
         out.append(name)
-    return ensure_file(ctx.target, path, "\n".join(out) + "\n", 0o644)
+    return ctx.target.ensure_file(path, "\n".join(out) + "\n", 0o644, links=FOLLOW_LINK)
 
 
 def apply_live(ctx: ModuleContext, name: str) -> None:

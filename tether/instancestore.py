@@ -11,7 +11,7 @@ import os
 from tether import log
 from tether.instance import InstanceData
 from tether.paths import PATHS, Paths
-from tether.target import Target
+from tether.target import Target, replace_symlink
 
 TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy reads the block below
 if TYPE_CHECKING:
@@ -40,11 +40,7 @@ class InstanceStore:
         link = self.target.path_nofollow(self.paths.instance_link)
         rel = os.path.relpath(self.target.path(idir), link.parent)
         if not (link.is_symlink() and os.readlink(link) == rel):
-            tmp = link.with_name(".instance.tmp")
-            if tmp.is_symlink() or tmp.exists():
-                tmp.unlink()
-            os.symlink(rel, tmp)
-            os.replace(tmp, link)
+            replace_symlink(link, rel, fsync=self.target.durable(self.paths.instance_link))
         if new:
             if prev:
                 self.target.write(f"{self.paths.data}/previous-instance-id", prev + "\n")

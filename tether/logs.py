@@ -7,15 +7,17 @@ raw bytes, user-data) so a log line cannot rewrite the terminal or forge another
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
 from tether.redact import _SECRETS, add_secret, escape_controls, redact  # _SECRETS: tests clear what they add
 from tether.target import Target
 
 FORMAT = "%(asctime)s - %(name)s[%(levelname)s]: %(message)s"
-__all__ = ["FORMAT", "_SECRETS", "RedactFilter", "SafeFormatter", "add_secret", "setup"]
+__all__ = ["FORMAT", "_SECRETS", "RedactFilter", "SafeFormatter", "add_secret", "setup", "stderr_at"]
 
 
 class RedactFilter(logging.Filter):
@@ -58,3 +60,24 @@ def setup(target: Target, debug: bool = False, to_file: bool = True) -> None:
         root.addHandler(fh)
     except OSError as e:
         logging.getLogger(__name__).warning("cannot write %s: %s", path, e)
+
+
+@contextlib.contextmanager
+def stderr_at(level: int | None) -> Iterator[None]:
+    """While the block runs, tether's records at ``level`` and above also go to stderr (the engine verbs'
+    ``-v LEVEL``); ``None`` changes nothing."""
+    if level is None:
+        yield
+        return
+    logger = logging.getLogger("tether")
+    old_level = logger.level
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tether: %(levelname)s: %(message)s"))
+    handler.setLevel(level)
+    logger.addHandler(handler)
+    logger.setLevel(min(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)

@@ -86,7 +86,7 @@ class LogHandler:
     def publish(self, ev: dict[str, Any]) -> None:
         text = f"{ev['event_type']}: {ev['name']}: "
         text += f"{ev['result']}: {ev['description']}" if ev["event_type"] == FINISH else ev["description"]
-        logging.getLogger(f"tether.reporting.{ev['event_type']}.{ev['name']}").log(self.level, "%s", text)
+        log.get(f"tether.reporting.{ev['event_type']}.{ev['name']}").log(self.level, "%s", text)
 
 
 class WebhookHandler:

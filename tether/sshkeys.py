@@ -14,8 +14,8 @@ import struct
 from dataclasses import dataclass
 
 from tether.accounts import PasswdEntry
-from tether.filesync import ensure_dir, ensure_file
-from tether.target import Target
+from tether.filesync import ensure_dir
+from tether.target import FOLLOW_LINK, REPLACE_LINK, Target
 
 HOST_KEY_TYPES = ("rsa", "ecdsa", "ed25519")
 HOST_KEY_TPL = "/etc/ssh/ssh_host_{}_key"
@@ -159,7 +159,7 @@ def add_authorized_keys(target: Target, user: PasswdEntry, keys: list[str], opti
     content = merge_authorized_keys(existing, keys, options)
     if not content:
         return changed
-    changed |= ensure_file(target, path, content, 0o600, owner)
+    changed |= target.ensure_file(path, content, 0o600, owner, links=REPLACE_LINK)  # a user controls ~/.ssh
     return changed
 
 
@@ -216,7 +216,7 @@ def set_sshd_options(target: Target, dropin: str, options: dict[str, str], heade
         for line in main.splitlines() if line.strip() and not line.lstrip().startswith("#"))
     if includes_dropins:
         body = header + "".join(f"{k} {v}\n" for k, v in options.items())
-        return ensure_file(target, f"/etc/ssh/sshd_config.d/{dropin}", body, 0o644)
+        return target.ensure_file(f"/etc/ssh/sshd_config.d/{dropin}", body, 0o644, links=FOLLOW_LINK)
     lines = main.splitlines()
     for k, v in options.items():
         for i, line in enumerate(lines):

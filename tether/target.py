@@ -6,14 +6,15 @@ symlinks *inside* the root so a link in the image can never make tether write ou
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import itertools
 import os
 import stat
 from pathlib import Path
 
+from tether.atomicfile import fsync_dir, replace_symlink, write_atomic
 from tether.errors import TetherError
+
+__all__ = ["FOLLOW_LINK", "REPLACE_LINK", "Target", "TargetPathError", "fsync_dir", "replace_symlink", "write_atomic"]
 
 _NOT_THERE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)  # what Path.is_symlink() reads as False
 
@@ -24,7 +25,11 @@ class TargetPathError(TetherError):
     pass
 
 
-_TMP_SEQ = itertools.count()
+
+# What ``Target.ensure_file`` does when the file's own name is a symlink. Either way nothing outside the root is
+# written: ``Target.path`` resolves every link inside the root.
+REPLACE_LINK = "replace"  # the link is replaced by the file (its destination is left alone)
+FOLLOW_LINK = "follow"    # the file the link names, resolved inside the root, is written (/etc/hostname -> ...)
 
 
 class Target:
@@ -38,9 +43,9 @@ class Target:
         self._sync_pending = False
 
     def defer_sync(self) -> None:
-        """From now on durable writes skip their own fsync until ``sync()``: a stage flushes once at its end
-        instead of once per file (every fsync is a host-side flush of the VM's disk, slow under TCG). Files are
-        still replaced atomically (temp file + rename)."""
+        """From now on durable writes skip their own fsyncs (the file's and its directory's) until ``sync()``: a
+        stage flushes once at its end instead of twice per file (every fsync is a host-side flush of the VM's
+        disk, slow under TCG). Files are still replaced atomically (temp file + rename)."""
         self._defer_sync = True
 
     def sync(self) -> None:
@@ -136,15 +141,18 @@ class Target:
         owner: tuple[int, int] | None = None,
         append: bool = False,
     ) -> Path:
-        """Write atomically (temp file, fsync, rename), or append in place with ``append``.
+        """Write atomically (``write_atomic``: temp file, fsync, rename, directory fsync), or append in place with
+        ``append``. The path is resolved inside the root, so a link in the target is followed within it.
 
         ``mode``/``owner`` of None keep those of an existing file; a new file gets 0644 and our own ids.
         """
         data = content.encode() if isinstance(content, str) else content
-        # /run is tmpfs: nothing there survives a crash anyway, so no fsync (it costs ms per file at boot)
-        durable = not str(p).startswith("/run/")
+        durable = self.durable(p)
         host = self.path(p)
         host.parent.mkdir(parents=True, exist_ok=True)
+        if not append:
+            write_atomic(host, data, mode, owner, fsync=durable)
+            return host
         try:
             st: os.stat_result | None = os.lstat(host)
         except FileNotFoundError:
@@ -153,41 +161,51 @@ class Target:
             mode = stat.S_IMODE(st.st_mode) if st is not None else 0o644
         if owner is None and st is not None and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
             owner = (st.st_uid, st.st_gid)
-        if append:
-            fd = os.open(host, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, mode)
-            try:
-                os.write(fd, data)
-                if durable:
-                    self._fsync(fd)
-                os.fchmod(fd, mode)
-                if owner is not None:
-                    os.fchown(fd, owner[0], owner[1])
-            finally:
-                os.close(fd)
-            return host
-        tmp = host.parent / f".{host.name}.{os.getpid()}.{next(_TMP_SEQ)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd = os.open(host, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, mode)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fchmod(f.fileno(), mode)
-                if owner is not None:
-                    os.fchown(f.fileno(), owner[0], owner[1])
-                if durable:
-                    self._fsync(f.fileno())
-            os.replace(tmp, host)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+            os.write(fd, data)
+            if durable:
+                os.fsync(fd)
+            os.fchmod(fd, mode)
+            if owner is not None:
+                os.fchown(fd, owner[0], owner[1])
+        finally:
+            os.close(fd)
         return host
 
-    def _fsync(self, fd: int) -> None:
+    def ensure_file(self, p: str, content: str | bytes, mode: int = 0o644, owner: tuple[int, int] | None = None,
+                    *, links: str) -> bool:
+        """Make ``p`` hold exactly ``content`` with ``mode`` (and ``owner``), writing only when something differs,
+        so a re-run leaves the file, its mtime included, alone. True when it changed.
+
+        ``links`` says what a symlink at ``p`` gets: ``REPLACE_LINK`` or ``FOLLOW_LINK`` (no default: each
+        caller decides, e.g. a path a user controls, like ``~/.ssh/authorized_keys``, is never followed)."""
+        if links not in (REPLACE_LINK, FOLLOW_LINK):
+            raise ValueError(f"ensure_file({p!r}): links must be {REPLACE_LINK!r} or {FOLLOW_LINK!r}, not {links!r}")
+        data = content.encode() if isinstance(content, str) else content
+        host = self.path(p) if links == FOLLOW_LINK else self.path_nofollow(p)
+        try:
+            st: os.stat_result | None = os.lstat(host)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            os.unlink(host)  # REPLACE_LINK: the file itself, never written through
+        elif st is not None and stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == mode:
+            if (owner is None or (st.st_uid, st.st_gid) == owner) and host.read_bytes() == data:
+                return False
+        host.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(host, data, mode, owner, fsync=self.durable(p))
+        return True
+
+    def durable(self, p: str) -> bool:
+        """Whether a write to ``p`` fsyncs now. No for ``/run`` (tmpfs: nothing there survives a crash, and an
+        fsync costs ms per file at boot), and no under ``defer_sync``, where the stage's one ``sync()`` does it."""
+        if str(p).startswith("/run/"):
+            return False
         if self._defer_sync:
             self._sync_pending = True
-        else:
-            os.fsync(fd)
+            return False
+        return True
 
     def remove(self, p: str) -> bool:
         try:

@@ -8,7 +8,6 @@ remembered by their exact text, so a later stage or boot reading the same seed o
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from tether.errors import ConfigError
@@ -106,16 +105,15 @@ def save_memo() -> None:
         if size > MEMO_MAX_BYTES:
             break
         keep.append([t, _MEMO.entries[t]])
-    tmp = path.with_name(path.name + ".tmp")
+    from tether.target import write_atomic
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"entries": keep}, f)
-        os.replace(tmp, path)  # a cache: no fsync, a torn file is ignored on the next read
+        # a cache: no fsync, a torn file is ignored on the next read
+        write_atomic(path, json.dumps({"entries": keep}).encode(), 0o600, fsync=False)
         _MEMO.dirty = False
     except OSError:
-        tmp.unlink(missing_ok=True)
+        pass
 
 
 def expanded_size(obj: object, max_nodes: int = MAX_EXPANDED_NODES,

@@ -116,11 +116,6 @@ class DirCache:
 
     def __setitem__(self, url: str, content: bytes) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        final = self._file(url)
-        tmp = final.with_name(f".{final.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
+        from tether.target import write_atomic
+
+        write_atomic(self._file(url), content, 0o600)
