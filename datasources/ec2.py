@@ -18,16 +18,17 @@ have no business in instance-data.json.
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
 from tether import log
 from tether.datasource import Datasource, DsContext
-from tether.datasources.mdfetch import Budget, setting_headers, setting_number, setting_urls
+from tether.datasources.mdfetch import Budget, obj, parse_host_config, setting_headers, setting_number, setting_urls
 from tether.errors import DatasourceError
 from tether.http import HttpError, Response, Session, pause, worth_reporting
 from tether.instance import InstanceData
+from tether.network.ec2 import metadata_to_v2, text_lines
+from tether.network.live import interface_names
 
 LOG = log.get(__name__)
 
@@ -39,43 +40,6 @@ DEFAULT_API = "2021-03-23"
 SECRET_DIRS = ("iam/security-credentials/", "identity-credentials/")
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 HOST_CONFIG_TAGS = ("host-configuration", "host_configuration")
-
-
-def obj(v: Any) -> dict[str, Any]:
-    """``v`` when it is a JSON object, else an empty one (metadata documents are untrusted shapes)."""
-    return v if isinstance(v, dict) else {}
-
-
-def parse_host_config(text: str | bytes | None, source: str) -> dict[str, Any] | None:
-    """A host configuration carried as YAML text in the metadata; None when absent or empty."""
-    if text is None or not text.strip():
-        return None
-    from tether import yamlsafe
-    from tether.errors import ConfigError
-    try:
-        doc = yamlsafe.load(text, source)
-    except ConfigError as e:
-        raise DatasourceError(str(e))
-    if doc is None:
-        return None
-    if not isinstance(doc, dict):
-        raise DatasourceError(f"{source}: the host configuration must be a YAML mapping, got {type(doc).__name__}")
-    return doc
-
-
-def mac_names(ctx: DsContext) -> dict[str, str]:
-    """Current interface names by MAC (lower case), read from sysfs; empty when unavailable."""
-    base = ctx.host.sysroot / "sys/class/net"
-    out: dict[str, str] = {}
-    try:
-        names = sorted(os.listdir(base))
-    except OSError:
-        return out
-    for name in names:
-        mac = (ctx.host.read(f"sys/class/net/{name}/address") or "").strip().lower()
-        if mac and mac != "00:00:00:00:00:00" and mac not in out:
-            out[mac] = name
-    return out
 
 
 class Endpoint:
@@ -279,84 +243,16 @@ def _children(node: dict[str, Any], path: str, listing: str) -> list[tuple[dict[
     return out
 
 
-def _lines(v: Any) -> list[str]:
-    if isinstance(v, list):
-        return [str(x).strip() for x in v if str(x).strip()]
-    if isinstance(v, str):
-        return [x.strip() for x in v.splitlines() if x.strip()]
-    return []
-
-
 def public_keys(md: dict[str, Any]) -> list[str]:
     keys: list[str] = []
     pk = md.get("public-keys")
     if isinstance(pk, dict):
         for entry in pk.values():
             if isinstance(entry, dict):
-                keys.extend(_lines(entry.get("openssh-key")))
+                keys.extend(text_lines(entry.get("openssh-key")))
             else:
-                keys.extend(_lines(entry))
+                keys.extend(text_lines(entry))
     return list(dict.fromkeys(keys))
-
-
-def _prefix(cidr: Any) -> str | None:
-    first = _lines(cidr)
-    if first and "/" in first[0]:
-        return first[0].split("/", 1)[1]
-    return None
-
-
-def network_config(md: dict[str, Any], full: bool, names: dict[str, str] | None = None) -> dict[str, Any] | None:
-    """Netplan v2 from ``network/interfaces/macs``: DHCP on the primary NIC (all NICs when ``full``)."""
-    macs = (((md.get("network") or {}).get("interfaces") or {}).get("macs")) if isinstance(md, dict) else None
-    if not isinstance(macs, dict) or not macs:
-        return None
-    names = names or {}
-
-    def num(v: Any, default: int) -> int:
-        try:
-            return int(str(v).strip())
-        except (TypeError, ValueError):
-            return default
-
-    nics = []
-    for mac, info in macs.items():
-        info = info if isinstance(info, dict) else {}
-        nics.append((num(info.get("network-card", info.get("network-card-index")), 0),
-                     num(info.get("device-number"), 99), mac.lower(), info))
-    nics.sort()
-    primary = str(md.get("mac") or "").strip().lower() or nics[0][2]
-    if primary not in {n[2] for n in nics}:
-        primary = nics[0][2]
-    ethernets: dict[str, Any] = {}
-    for card, dev, mac, info in nics:
-        if not full and mac != primary:
-            continue
-        idx = dev if card == 0 else 100 * card + dev
-        name = names.get(mac, f"eth{idx}")
-        cfg: dict[str, Any] = {"match": {"macaddress": mac}, "dhcp4": True}
-        ipv6s = _lines(info.get("ipv6s"))
-        if ipv6s:
-            cfg["dhcp6"] = True
-        if full and len(nics) > 1:
-            # A lower metric for the primary NIC keeps the default route there.
-            metric = 100 * (idx + 1)
-            cfg["dhcp4-overrides"] = {"route-metric": metric}
-            if ipv6s:
-                cfg["dhcp6-overrides"] = {"route-metric": metric}
-        addrs = []
-        p4 = _prefix(info.get("subnet-ipv4-cidr-block"))
-        for ip in _lines(info.get("local-ipv4s"))[1:]:
-            if p4:
-                addrs.append(f"{ip}/{p4}")
-        p6 = _prefix(info.get("subnet-ipv6-cidr-blocks"))
-        for ip in ipv6s[1:]:
-            if p6:
-                addrs.append(f"{ip}/{p6}")
-        if addrs:
-            cfg["addresses"] = addrs
-        ethernets[name] = cfg
-    return {"version": 2, "ethernets": ethernets}
 
 
 class Ec2Datasource(Datasource):
@@ -424,7 +320,7 @@ class Ec2Datasource(Datasource):
             cloud_name="aws",
             metadata=md,
             userdata=userdata,
-            network_config=network_config(md, full, mac_names(self.ctx)),
+            network_config=metadata_to_v2(md, full, interface_names(self.ctx.host.sysroot)),
             local_hostname=hostname.split()[0] if hostname else None,
             public_ssh_keys=public_keys(md),
             region=region,

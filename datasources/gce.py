@@ -23,8 +23,7 @@ from typing import Any
 
 from tether import log
 from tether.datasource import Datasource
-from tether.datasources.ec2 import obj, parse_host_config
-from tether.datasources.mdfetch import Budget, setting_headers, setting_number, setting_urls
+from tether.datasources.mdfetch import Budget, obj, parse_host_config, setting_headers, setting_number, setting_urls
 from tether.errors import DatasourceError
 from tether.http import HttpError, pause, worth_reporting
 from tether.instance import InstanceData

@@ -1,5 +1,6 @@
-"""What the network datasources share to read a metadata service: their settings (numbers, URLs, request
-headers) and the budget that bounds one fetch by total bytes and number of requests.
+"""What the datasources share to read a metadata service and its documents: their settings (numbers, URLs,
+request headers), the budget that bounds one fetch by total bytes and number of requests, and the untrusted
+shapes of what comes back (``obj``; a host configuration carried as YAML text, ``parse_host_config``).
 
 The budget: every response of one fetch counts against ``max_bytes`` (default 16 MiB) and every request
 against ``max_entries`` (default 2000); a response is read with a size cap of what is left, so memory stays
@@ -112,3 +113,25 @@ class Budget:
             return self.spend(request(url, max_body=cap, proxies=False, **kw))
         except HttpError as e:
             raise self.failed(e) from None
+
+
+def obj(v: Any) -> dict[str, Any]:
+    """``v`` when it is a JSON object, else an empty one (metadata documents are untrusted shapes)."""
+    return v if isinstance(v, dict) else {}
+
+
+def parse_host_config(text: str | bytes | None, source: str) -> dict[str, Any] | None:
+    """A host configuration carried as YAML text in the metadata; None when absent or empty."""
+    if text is None or not text.strip():
+        return None
+    from tether import yamlsafe
+    from tether.errors import ConfigError
+    try:
+        doc = yamlsafe.load(text, source)
+    except ConfigError as e:
+        raise DatasourceError(str(e))
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise DatasourceError(f"{source}: the host configuration must be a YAML mapping, got {type(doc).__name__}")
+    return doc

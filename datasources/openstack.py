@@ -18,12 +18,12 @@ from typing import Any
 
 from tether import log
 from tether.datasource import Datasource
-from tether.datasources.ec2 import mac_names, parse_host_config
-from tether.datasources.mdfetch import Budget, setting_headers, setting_number, setting_urls
+from tether.datasources.mdfetch import Budget, parse_host_config, setting_headers, setting_number, setting_urls
 from tether.datasources.openstack_format import host_config_text, parse_openstack
 from tether.errors import DatasourceError
 from tether.http import HttpError, pause, worth_reporting
 from tether.instance import InstanceData
+from tether.network.live import interface_names
 
 LOG = log.get(__name__)
 
@@ -113,7 +113,7 @@ class OpenStackDatasource(Datasource):
             network = None
         inst = parse_openstack(meta, user_data, docs["vendor_data.json"], network,
                                vendor_data2=docs["vendor_data2.json"], datasource=self.NAME,
-                               subplatform=f"metadata ({base})", mac_to_name=mac_names(self.ctx))
+                               subplatform=f"metadata ({base})", mac_to_name=interface_names(self.ctx.host.sysroot))
         if warnings:
             inst.ds["warnings"] = warnings + inst.ds.get("warnings", [])
         return inst

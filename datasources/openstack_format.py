@@ -11,7 +11,7 @@ import ipaddress
 from typing import Any
 
 from tether import log
-from tether.datasources.ec2 import parse_host_config
+from tether.datasources.mdfetch import parse_host_config
 from tether.errors import DatasourceError
 from tether.instance import InstanceData
 

@@ -76,6 +76,16 @@ def sysfs_interfaces(sysroot: str | os.PathLike[str] = "/") -> list[Iface]:
     return out
 
 
+def interface_names(sysroot: str | os.PathLike[str] = "/") -> dict[str, str]:
+    """The machine's interface names by MAC (lower case; the first name in name order when two share one), what
+    the metadata formats that name NICs by MAC need to keep a NIC's current name."""
+    out: dict[str, str] = {}
+    for iface in sysfs_interfaces(sysroot):
+        if iface.mac:
+            out.setdefault(iface.mac, iface.name)
+    return out
+
+
 def _natural(name: str) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
