@@ -15,6 +15,7 @@ import stat
 
 TYPE_CHECKING = False  # the generator imports this module; typing costs it ~10 ms
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import BinaryIO
 
 _TMP_SEQ = itertools.count()
@@ -40,10 +41,9 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | memoryview | Binary
         mode = stat.S_IMODE(st.st_mode) if st is not None and stat.S_ISREG(st.st_mode) else 0o644
     if owner is None and st is not None and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
         owner = (st.st_uid, st.st_gid)
-    parent, name = os.path.split(host)
-    tmp = os.path.join(parent, f".{name}.{os.getpid()}.{next(_TMP_SEQ)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
+
+    def fill(tmp: str) -> None:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as f:
             if isinstance(data, bytes | bytearray | memoryview):
                 f.write(data)
@@ -60,24 +60,27 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | memoryview | Binary
                     raise
             if fsync:
                 os.fsync(f.fileno())
-        os.replace(tmp, host)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    if fsync:
-        fsync_dir(parent or ".")
+
+    _put_in_place(host, fill, fsync)
 
 
 def replace_symlink(path: str | os.PathLike[str], dest: str, *, fsync: bool = True) -> None:
     """Make ``path`` a symlink to ``dest`` in one step (a new link renamed over whatever is there)."""
-    host = os.fspath(path)
+    _put_in_place(os.fspath(path), lambda tmp: os.symlink(dest, tmp), fsync)
+
+
+def _put_in_place(host: str, make: Callable[[str], None], fsync: bool) -> None:
+    """``make`` a temporary file beside ``host`` and rename it over ``host``; on any failure the temporary file
+    is removed and ``host`` is as it was."""
     parent, name = os.path.split(host)
     tmp = os.path.join(parent, f".{name}.{os.getpid()}.{next(_TMP_SEQ)}.tmp")
-    os.symlink(dest, tmp)
     try:
+        try:
+            make(tmp)
+        except FileExistsError:
+            # left by a process that had our pid when the power went (early-boot pids repeat from boot to boot)
+            os.unlink(tmp)
+            make(tmp)
         os.replace(tmp, host)
     except BaseException:
         try:

@@ -178,3 +178,19 @@ def test_replace_symlink_is_one_step(tmp_path: Path) -> None:
     assert not ensure_symlink(t, "/l", "dest")
     replace_symlink(tmp_path / "l", "other")
     assert os.readlink(tmp_path / "l") == "other" and os.listdir(tmp_path) == ["l"]
+
+
+def test_a_temporary_file_left_by_a_power_cut_does_not_block_the_next_boot(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Early-boot pids repeat from boot to boot, and so does the sequence of writes: the next boot's process may
+    pick the very temporary name a cut-off write left behind."""
+    import itertools
+
+    from tether import atomicfile
+
+    stale = tmp_path / f".state.{os.getpid()}.0.tmp"
+    stale.write_text("half of the last boot's write")
+    monkeypatch.setattr(atomicfile, "_TMP_SEQ", itertools.count())
+    write_atomic(tmp_path / "state", b"this boot")
+    assert (tmp_path / "state").read_bytes() == b"this boot"
+    assert os.listdir(tmp_path) == ["state"]
