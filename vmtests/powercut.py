@@ -219,6 +219,7 @@ class Lineage:
     report: Path | None = None  # the summary table, rewritten after every cut (a long series can be stopped)
     records: list[Cut] = field(default_factory=list)
     final: Judgement | None = None
+    initial: Judgement | None = None  # the lineage's first boot, before any update
     facts: dict[int, dict[str, Any]] = field(default_factory=dict)
     round: int = 1  # the update the metadata names
     installed: str | None = None  # hostname of the last configuration committed (None: the adopted one)
@@ -311,6 +312,13 @@ class Lineage:
             cut.wall, cut.log = round(time.monotonic() - t0, 1), result.log
             if previous is not None:
                 self._judge(previous, n)
+            else:
+                self.initial = judge(self.facts[n], None, None) if n in self.facts else \
+                    Judgement(problems=["the first boot sent no facts"])
+                if not self.initial.ok:  # e.g. a first boot that fell back to no datasource: nothing to update
+                    self.log("powercut: the first boot is not good, stopping: " + "; ".join(self.initial.problems))
+                    self._write_report()
+                    return
             if result.status != "cut" and not cut.hit:
                 cut.hit = f"missed: the run ended {result.status}"
             self.cutter.learn()
@@ -350,6 +358,10 @@ class Lineage:
         head = f"power cuts: seed {self.seed}, {done} of {self.cuts} cuts judged"
         rows = [head, f"{'cut':>3} | {'aimed at':<15} | {'hit':<15} | {'frac':>5} | {'delay s':>7} | "
                 f"{'recovered':<9} | {'state after':<16} | {'outcome':<9} | verdict | notes"]
+        if self.initial is not None:
+            rows.append(f"  0 | first boot      | -               |     - |       - | {self.initial.booted:<9} | "
+                        f"{self.initial.state:<16} | {self.initial.outcome:<9} | "
+                        f"{'PASS' if self.initial.ok else 'FAIL':<7} | {'; '.join(self.initial.problems)}")
         for c in self.records:
             j = c.judgement or Judgement()
             verdict_ = "PASS" if c.ok else "FAIL" if c.judgement is not None or c.delay is None else "(next)"

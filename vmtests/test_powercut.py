@@ -41,6 +41,7 @@ def test_power_cuts(lab: Lab, engine: EngineDisks) -> None:
         lineage = powercut.run(lab, engine, imds, seed, cuts, phases, finish, report=report)
     table = lineage.table()
     print(table)
+    assert lineage.initial is not None and lineage.initial.ok, "the first boot was not good:\n" + table
     missed = [c for c in lineage.records if c.delay is None]
     assert not missed, "cuts that never came:\n" + table
     failed = [c for c in lineage.records if not c.ok]
