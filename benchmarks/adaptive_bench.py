@@ -51,8 +51,12 @@ def make_versions(work: Path, size: int, seed: int = 19) -> tuple[Path, Path, in
 
 def child(mode: str, url: str, digest: str, target: str, active: str, cache: str) -> None:
     """One staging; prints a JSON line: seconds and VmHWM."""
+    import logging
+
     from tether.engine import images
     from tether.engine.hostconfig import OsImage
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 
     image = OsImage(url=url, sha256=digest)
     start = time.monotonic()
@@ -85,6 +89,9 @@ def run(mode: str, base: str, digest: str, work: Path, old: Path, size: int) -> 
     if out.returncode != 0:
         raise SystemExit(f"{mode} staging failed:\n{out.stderr}")
     res: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    for line in out.stderr.splitlines():
+        if " chunks: " in line:
+            print(f"  {mode}: {line.split(': ', 1)[1]}")
     res["bytes"] = stats(base)["bytes"]
     with open(target, "rb") as f:
         h = hashlib.sha256()

@@ -22,6 +22,7 @@ import hmac
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,12 +59,33 @@ class Stats:
     index_bytes: int = 0
     requests: int = 0
     sources: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)   # per pass
 
     def describe(self) -> str:
         return (f"{self.chunks} chunks: {self.from_active} from the active slot, {self.moved} moved, {self.zeros} "
                 f"zero, {self.in_place} already in place, {self.cached} cached, {self.fetched} fetched "
                 f"({self.fetched_bytes} bytes in {self.requests} requests, index {self.index_bytes} bytes)"
-                + (f", {self.repaired} fetched again after the active slot changed" if self.repaired else ""))
+                + (f", {self.repaired} fetched again after the active slot changed" if self.repaired else "")
+                + "; seconds: " + ", ".join(f"{k} {v:g}" for k, v in self.seconds.items()))
+
+
+def spans_of(idx: chunks.ChunkIndex, numbers: list[int]) -> list[tuple[int, int]]:
+    """Byte ranges [start, end) covering the chunks ``numbers`` (ascending), adjacent chunks in one range."""
+    runs: list[list[int]] = []   # chunk numbers [a, b)
+    for i in numbers:
+        if runs and runs[-1][1] == i:
+            runs[-1][1] = i + 1
+        else:
+            runs.append([i, i + 1])
+    return [(idx.span(a)[0], idx.span(b - 1)[1]) for a, b in runs]
+
+
+def check_chunk(idx: chunks.ChunkIndex, i: int, piece: bytes | memoryview, where: str) -> None:
+    got = hashlib.sha256(piece).digest()
+    if got != idx.digest(i):
+        s, e = idx.span(i)
+        raise AssemblyError(f"{where}: chunk {i} (bytes {s}-{e - 1}) has sha256 {got.hex()}, the chunk index says "
+                            f"{idx.digest(i).hex()}; the image server holds corrupt or mismatched data")
 
 
 def _pread(fd: int, mv: memoryview, offset: int) -> int:
@@ -99,18 +121,28 @@ class Assembly:
                               f"({capacity} bytes); it does not fit")
         self.fd = os.open(self.device, os.O_RDWR | os.O_CLOEXEC)
         seen: list[tuple[int, int, bytearray]] = []   # (fd, bytes scanned, chunk digests)
+        clock = [time.monotonic()]
+
+        def lap(what: str) -> None:
+            now = time.monotonic()
+            self.stats.seconds[what] = round(now - clock[0], 3)
+            clock[0] = now
         try:
             for k, seed in enumerate(seeds):
                 sfd = os.open(seed, os.O_RDONLY | os.O_CLOEXEC)
                 limit = min(blockdev.size_of(seed), self.idx.size)
                 seen.append((sfd, limit, self._scan(sfd, limit, positional=k == 0)))
                 self.stats.sources.append(seed)
+            lap("scan")
             self._local(seen)
+            lap("local")
             self._fetch()
+            lap("fetch")
             first = seen[0][:2] if seen else None
             if not self._assemble(first, pin):
                 self._repair(pin)
             os.fsync(self.fd)
+            lap("assemble")
         finally:
             os.close(self.fd)
             for sfd, _limit, _d in seen:
@@ -222,14 +254,7 @@ class Assembly:
     def _fetch(self) -> None:
         """Each missing chunk once; adjacent chunks in one range; several ranges per request."""
         idx = self.idx
-        firsts = sorted(ps[0] for ps in self.missing.values())
-        runs: list[tuple[int, int]] = []   # chunk numbers [a, b)
-        for i in firsts:
-            if runs and runs[-1][1] == i:
-                runs[-1] = (runs[-1][0], i + 1)
-            else:
-                runs.append((i, i + 1))
-        spans = [(idx.span(a)[0], idx.span(b - 1)[1]) for a, b in runs]
+        spans = spans_of(idx, sorted(ps[0] for ps in self.missing.values()))
         for (start, _end), body in self.ranges.read_many(spans):
             self.stats.fetched_bytes += len(body)
             mv = memoryview(body)
@@ -238,11 +263,7 @@ class Assembly:
                 s, e = idx.span(i)
                 piece = mv[off:off + e - s]
                 d = idx.digest(i)
-                got = hashlib.sha256(piece).digest()
-                if got != d:
-                    raise AssemblyError(f"{self.data_url}: chunk {i} (bytes {s}-{e - 1}) has sha256 {got.hex()}, "
-                                        f"the chunk index says {d.hex()}; the image server holds corrupt or "
-                                        "mismatched data")
+                check_chunk(idx, i, piece, self.data_url)
                 self.cache.put(d, piece)
                 for j in self.missing.pop(d, [i]):
                     self._put(j, piece)

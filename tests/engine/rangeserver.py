@@ -106,8 +106,6 @@ class RangeServer:
     def handle(self, h: BaseHTTPRequestHandler) -> None:
         rng = h.headers.get("Range")
         name = h.path.rsplit("/", 1)[-1]
-        with self.lock:
-            self.requests.append((name, rng))
         if name in ("_stats", "_reset"):   # for benchmarks that run the server in another process
             if name == "_reset":
                 self.reset()
@@ -119,6 +117,8 @@ class RangeServer:
             h.end_headers()
             h.wfile.write(body)
             return
+        with self.lock:
+            self.requests.append((name, rng))
         path = self.files.get(name)
         if path is None or not path.exists():
             h.send_response(404)
