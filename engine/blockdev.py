@@ -7,7 +7,6 @@ import os
 import stat
 import struct
 import time
-from pathlib import Path
 
 from tether import blockdev as _kernel
 from tether.errors import TetherError
@@ -94,24 +93,6 @@ def wait_for_nodes(paths: list[str], timeout: float = 10.0) -> None:
         time.sleep(0.1)
 
 
-def _sys_block_name(path: str) -> str | None:
-    """The /sys/block name of the whole disk holding ``path`` (a disk or partition node)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    if not stat.S_ISBLK(st.st_mode):
-        return None
-    link = Path(f"/sys/dev/block/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}")
-    try:
-        real = link.resolve()
-    except OSError:
-        return None
-    if (real / "partition").exists():
-        real = real.parent
-    return real.name
-
-
 def mounts() -> list[tuple[str, str]]:
     """(source, mount point) of every mount: the mount table as tether.blockdev reads it (the one parser)."""
     try:
@@ -120,37 +101,39 @@ def mounts() -> list[tuple[str, str]]:
         return []
 
 
-def _slaves(name: str) -> set[str]:
-    """Whole disks under a stacked device (dm, md), so a root on LVM still protects its disks."""
-    out = {name}
-    base = Path(f"/sys/block/{name}/slaves")
-    if base.is_dir():
-        for s in base.iterdir():
-            parent = _sys_block_name(f"/dev/{s.name}") or s.name
-            out |= _slaves(parent)
-    return out
+def _disk_of(path: str) -> _kernel.BlockDev | None:
+    """The whole disk (or the device-mapper/md node) ``path`` names: a partition's disk, else the device."""
+    dev = _kernel.by_path(path)
+    if dev is not None and dev.is_partition:
+        return dev.parent
+    return dev
 
 
 def disks_in_use() -> dict[str, str]:
-    """Whole-disk names holding a mounted filesystem -> the mount point (the running root among them)."""
+    """Whole-disk names holding a mounted filesystem -> the mount point (the running root among them); a
+    stacked device (LVM, md) counts with every disk under it, so a root on LVM still protects its disks."""
     used: dict[str, str] = {}
-    for src, mp in mounts():
-        if not src.startswith("/dev/"):
+    try:
+        table = _kernel.mounts()
+    except OSError:
+        return used
+    for m in table:
+        dev = _kernel.device_of_mount(m)
+        if dev is None:
             continue
-        name = _sys_block_name(src)
-        if name is None:
-            continue
-        for disk in _slaves(name):
-            if disk not in used or mp == "/":
-                used[disk] = mp
+        top = dev.parent if dev.is_partition and dev.parent is not None else dev
+        for disk in {top.name} | dev.disks():
+            if disk not in used or m.mount_point == "/":
+                used[disk] = m.mount_point
     return used
 
 
 def check_disk_free(device: str, allow_root_disk: bool = False) -> None:
     """Refuse a disk that holds the running root or any mounted filesystem."""
-    name = _sys_block_name(device)
-    if name is None:
+    disk = _disk_of(device)
+    if disk is None:
         raise BlockDeviceError(f"{device} is not a block device")
+    name = disk.name
     used = disks_in_use()
     if name in used:
         where = used[name]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine.conftest import LoopDisk
 from tether import blockdev as kernel
 from tether.engine import blockdev, boot_uefi, mounts, selinux
 
@@ -42,3 +43,26 @@ def test_an_unreadable_mount_table_means_no_mounts(table: Path) -> None:
     table.unlink()
     assert blockdev.mounts() == []
     assert selinux._fstype(Path("/")) == "" and not boot_uefi._is_efivarfs(Path("/sys/firmware/efi/efivars"))
+
+
+@pytest.mark.root
+def test_a_disk_with_a_mounted_partition_is_refused_until_it_is_unmounted(loopdisk: LoopDisk, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    subprocess.run(["sfdisk", "-q", loopdisk.device], input=b"label: gpt\n,,L\n", check=True)
+    subprocess.run(["partx", "-u", loopdisk.device], check=False)   # as engine/partitioning.py does
+    part = loopdisk.part(1)
+    blockdev.wait_for_nodes([part])
+    subprocess.run(["mkfs.ext4", "-q", part], check=True)
+    blockdev.check_disk_free(loopdisk.device)                     # nothing mounted: free
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", part, str(mnt)], check=True)
+    try:
+        with pytest.raises(blockdev.BlockDeviceError, match=f"mounted filesystem at {mnt}"):
+            blockdev.check_disk_free(loopdisk.device)
+        assert blockdev.disks_in_use()[os.path.basename(loopdisk.device)] == str(mnt)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    blockdev.check_disk_free(loopdisk.device)
