@@ -11,15 +11,9 @@ import os
 from tether.target import Target, replace_symlink
 
 
-def _host_nofollow(target: Target, path: str) -> str:
-    """Host path of ``path`` with its parent resolved inside the root but the last component not followed."""
-    parent, _, name = path.rstrip("/").rpartition("/")
-    return os.path.join(target.path(parent or "/"), name)
-
-
 def ensure_symlink(target: Target, path: str, dest: str) -> bool:
     """Make ``path`` a symlink to ``dest`` (a path as seen inside the target). True when it changed."""
-    host = _host_nofollow(target, path)
+    host = target.path_nofollow(path)
     if os.path.islink(host) and os.readlink(host) == dest:
         return False
     os.makedirs(os.path.dirname(host), exist_ok=True)
@@ -28,7 +22,7 @@ def ensure_symlink(target: Target, path: str, dest: str) -> bool:
 
 
 def ensure_absent(target: Target, path: str) -> bool:
-    host = _host_nofollow(target, path)
+    host = target.path_nofollow(path)
     if os.path.lexists(host):
         os.unlink(host)
         return True
