@@ -3,223 +3,27 @@
 The specification recommends (SHOULD) that ``metadata.json`` come first, and then the file is read in one pass as a
 stream (an HTTP download is never buffered): ``cosi-marker`` (1.2), ``metadata.json``, the images. When images come
 first, a source that can seek (a file, or an HTTP server honouring Range requests) has its tar headers walked to find
-``metadata.json``; the images then stream from their offsets. Metadata is validated per revision (fields added in
-1.1 and 1.2 are required from those revisions on; unknown fields are ignored as the specification asks).
+``metadata.json``; the images then stream from their offsets. ``metadata.json`` is read per revision into typed
+documents (``cosi_metadata``).
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 from tether import log
+from tether.engine.cosi_metadata import CosiError, parse_metadata
+
+# the metadata model, where the readers of COSI files have always imported it from
+from tether.engine.cosi_metadata import CosiMetadata as CosiMetadata
+from tether.engine.cosi_metadata import validate_metadata as validate_metadata
 from tether.engine.formats import Reader
 from tether.engine.sources import RangeUnsupportedError
-from tether.errors import TetherError
 
 LOG = log.get(__name__)
 MAX_METADATA = 16 << 20
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_SHA384 = re.compile(r"^[0-9a-fA-F]{96}$")
-_ARCH = re.compile(r"^(x86_64|x64|amd64|arm64|aarch64)$", re.IGNORECASE)
-VERSIONS = ("1.0", "1.1", "1.2")
-
-
-class CosiError(TetherError):
-    pass
-
-
-@dataclass(frozen=True)
-class ImageFile:
-    path: str
-    compressed_size: int
-    uncompressed_size: int
-    sha384: str
-
-
-@dataclass(frozen=True)
-class CosiFilesystem:
-    image: ImageFile
-    mount_point: str
-    fs_type: str
-    fs_uuid: str
-    part_type: str
-    verity: bool
-
-
-@dataclass(frozen=True)
-class CosiMetadata:
-    version: str
-    os_arch: str
-    filesystems: tuple[CosiFilesystem, ...]
-    raw: dict[str, Any]
-
-    def for_mount(self, mount_point: str) -> CosiFilesystem | None:
-        for fs in self.filesystems:
-            if fs.mount_point == mount_point:
-                return fs
-        return None
-
-
-def validate_metadata(doc: Any, schema: str | None = None) -> list[str]:
-    """Problems with a metadata document, each naming its JSON path. ``schema`` pins one revision."""
-    errs: list[str] = []
-    if not isinstance(doc, dict):
-        return ["(top): metadata must be a JSON object"]
-    ver = doc.get("version")
-    if not isinstance(ver, str) or ver not in VERSIONS:
-        errs.append(f"version: {ver!r} is not a COSI revision tether reads ({', '.join(VERSIONS)})")
-        return errs
-    if schema is not None and ver != schema:
-        errs.append(f"version: expected {schema!r}, got {ver!r}")
-    rev = tuple(int(x) for x in ver.split("."))
-
-    def need(obj: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...]) -> Any:
-        if key not in obj:
-            errs.append(f"{path}{key}: missing required field")
-            return None
-        v = obj[key]
-        if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
-            errs.append(f"{path}{key}: wrong type ({type(v).__name__})")
-            return None
-        return v
-
-    arch = need(doc, "osArch", "", str)
-    if arch is not None and not _ARCH.match(arch):
-        errs.append(f"osArch: unknown architecture {arch!r}")
-    need(doc, "osRelease", "", str)
-    if "id" in doc and (not isinstance(doc["id"], str) or not _UUID.match(doc["id"])):
-        errs.append("id: not a UUID")
-
-    def image_file(obj: Any, path: str) -> None:
-        if not isinstance(obj, dict):
-            errs.append(f"{path}: expected an object")
-            return
-        p = need(obj, "path", path + ".", str)
-        if p is not None and (not p.startswith("images/") or len(p) <= 7 or ".." in p.split("/")):
-            errs.append(f"{path}.path: {p!r} must be a file under images/")
-        for k in ("compressedSize", "uncompressedSize"):
-            v = need(obj, k, path + ".", int)
-            if v is not None and v < 0:
-                errs.append(f"{path}.{k}: negative")
-        h = need(obj, "sha384", path + ".", str)
-        if h is not None and not _SHA384.match(h):
-            errs.append(f"{path}.sha384: expected 96 hex digits")
-
-    images = need(doc, "images", "", list)
-    for i, fs in enumerate(images or []):
-        p = f"images[{i}]"
-        if not isinstance(fs, dict):
-            errs.append(f"{p}: expected an object")
-            continue
-        image_file(fs.get("image"), f"{p}.image") if "image" in fs else errs.append(f"{p}.image: missing")
-        need(fs, "mountPoint", p + ".", str)
-        t = need(fs, "fsType", p + ".", str)
-        if t == "":
-            errs.append(f"{p}.fsType: empty")
-        u = need(fs, "fsUuid", p + ".", str)
-        if u == "":
-            errs.append(f"{p}.fsUuid: empty")
-        pt = need(fs, "partType", p + ".", str)
-        if pt is not None and not _UUID.match(pt):
-            errs.append(f"{p}.partType: {pt!r} is not a UUID")
-        ver_ = fs.get("verity")
-        if ver_ is not None:
-            if not isinstance(ver_, dict):
-                errs.append(f"{p}.verity: expected an object or null")
-            else:
-                image_file(ver_.get("image"), f"{p}.verity.image")
-                need(ver_, "roothash", f"{p}.verity.", str)
-
-    if rev >= (1, 1) or "osPackages" in doc:
-        pkgs = need(doc, "osPackages", "", list) if rev >= (1, 1) else doc.get("osPackages")
-        for i, pkg in enumerate(pkgs or []):
-            if not isinstance(pkg, dict):
-                errs.append(f"osPackages[{i}]: expected an object")
-                continue
-            for k in ("name", "version", "release", "arch"):
-                need(pkg, k, f"osPackages[{i}].", str)
-    if rev >= (1, 1):
-        bl = need(doc, "bootloader", "", dict)
-        if bl is not None:
-            t = bl.get("type")
-            if t not in ("systemd-boot", "grub"):
-                errs.append(f"bootloader.type: {t!r} is not systemd-boot or grub")
-            sd = bl.get("systemdBoot")
-            if t == "systemd-boot":
-                if not isinstance(sd, dict):
-                    errs.append("bootloader.systemdBoot: required for systemd-boot")
-                else:
-                    entries = sd.get("entries")
-                    if not isinstance(entries, list) or not entries:
-                        errs.append("bootloader.systemdBoot.entries: at least one entry is required")
-                    for i, e in enumerate(entries or []):
-                        if not isinstance(e, dict):
-                            errs.append(f"bootloader.systemdBoot.entries[{i}]: expected an object")
-                            continue
-                        if e.get("type") not in ("uki-standalone", "uki-config", "config"):
-                            errs.append(f"bootloader.systemdBoot.entries[{i}].type: unknown {e.get('type')!r}")
-                        for k in ("path", "cmdline", "kernel"):
-                            need(e, k, f"bootloader.systemdBoot.entries[{i}].", str)
-            elif sd is not None:
-                errs.append("bootloader.systemdBoot: must be null unless the type is systemd-boot")
-    if rev >= (1, 2):
-        disk = need(doc, "disk", "", dict)
-        if disk is not None:
-            size = need(disk, "size", "disk.", int)
-            if disk.get("type") != "gpt":
-                errs.append(f"disk.type: {disk.get('type')!r} is not 'gpt'")
-            lba = need(disk, "lbaSize", "disk.", int)
-            if lba is not None and lba not in (512, 4096):
-                errs.append(f"disk.lbaSize: {lba} is not 512 or 4096")
-            elif lba and size is not None and size % lba:
-                errs.append("disk.size: not a multiple of lbaSize")
-            regions = need(disk, "gptRegions", "disk.", list) if disk.get("type") == "gpt" else None
-            if regions is not None:
-                kinds = [r.get("type") if isinstance(r, dict) else None for r in regions]
-                if not regions or kinds[0] != "primary-gpt" or kinds.count("primary-gpt") != 1:
-                    errs.append("disk.gptRegions: the first and only 'primary-gpt' region must come first")
-                for i, r in enumerate(regions):
-                    if not isinstance(r, dict):
-                        errs.append(f"disk.gptRegions[{i}]: expected an object")
-                        continue
-                    if r.get("type") not in ("primary-gpt", "partition"):
-                        errs.append(f"disk.gptRegions[{i}].type: unknown {r.get('type')!r}")
-                    if r.get("type") == "partition":
-                        num = r.get("number")
-                        if not isinstance(num, int) or isinstance(num, bool) or num < 1:
-                            errs.append(f"disk.gptRegions[{i}].number: required (a partition number >= 1)")
-                    image_file(r.get("image"), f"disk.gptRegions[{i}].image")
-        comp = need(doc, "compression", "", dict)
-        if comp is not None:
-            w = need(comp, "maxWindowLog", "compression.", int)
-            if w is not None and w < 0:
-                errs.append("compression.maxWindowLog: negative")
-    return errs
-
-
-def parse_metadata(raw: bytes) -> CosiMetadata:
-    try:
-        doc = json.loads(raw)
-    except ValueError as e:
-        raise CosiError(f"metadata.json is not valid JSON: {e}") from None
-    errs = validate_metadata(doc)
-    if errs:
-        raise CosiError("metadata.json: " + "; ".join(errs))
-    fss = []
-    for fs in doc["images"]:
-        im = fs["image"]
-        fss.append(CosiFilesystem(ImageFile(im["path"], im["compressedSize"], im["uncompressedSize"],
-                                            im["sha384"].lower()),
-                                  fs["mountPoint"], fs["fsType"], fs["fsUuid"], fs["partType"].lower(),
-                                  fs.get("verity") is not None))
-    mps = [f.mount_point for f in fss]
-    if len(set(mps)) != len(mps):
-        raise CosiError("metadata.json: two images share a mount point")
-    return CosiMetadata(doc["version"], doc["osArch"], tuple(fss), doc)
 
 
 # --- tar: read in order, or walked header by header when the source can seek ------------------------------------

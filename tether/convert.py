@@ -5,6 +5,7 @@ Conventions a dataclass can use:
 - class attribute ``CASE = "camel"``: every field's key is its name in camelCase unless ``key`` says otherwise.
 - classmethod ``normalize(value)`` runs before conversion (e.g. a user given as a string).
 - ``__post_init__`` raising ``ValueError`` becomes an error at that object's path.
+  ``FieldError(key, message)`` (a ``ValueError``) puts it at that field's path instead.
 - class attribute ``OPEN = True``: unknown keys are kept in ``extra`` (a ``dict`` field) instead of rejected.
 - ``meta(skip_invalid=True)`` on a list field: in lenient conversion an invalid item is dropped with a warning
   naming its index, and the valid items are kept (``write_files[1]``, not the whole list).
@@ -159,6 +160,14 @@ def scrub(message: str, secrets: list[str]) -> str:
     return message
 
 
+class FieldError(ValueError):
+    """A ``normalize``/``__post_init__`` problem with one field: reported at ``<object's path>.<key>``."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class Converter:
     def __init__(self, strict: bool = True, secret: bool = False) -> None:
         self.strict = strict
@@ -188,6 +197,8 @@ class Converter:
             for _attr, key, _t, f in _fields(cls):
                 if f.metadata.get("sensitive") and key in value:
                     hidden += _leaves(value[key], True)
+        if isinstance(e, FieldError):
+            path = f"{path}.{e.key}" if path else e.key
         self.err(path, scrub(str(e), hidden))
 
     def convert(self, tp: Any, value: Any, path: str) -> Any:
