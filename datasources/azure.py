@@ -35,6 +35,17 @@ from tether.errors import DatasourceError
 from tether.http import HttpError, pause, request, worth_reporting
 from tether.instance import InstanceData
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from tether.datasource import Evidence
+
+EVIDENCE: Evidence = {
+    "name": "Azure",
+    "network": True,
+    "aliases": ("azure", "azurenet"),
+    "dmi": ("chassis_asset_tag=7783-7084-3265-9085-8269-3286-77",),
+}
+
 LOG = log.get(__name__)
 
 DEFAULT_IMDS = "http://169.254.169.254"
@@ -117,8 +128,7 @@ def network_config(net: Any) -> dict[str, Any] | None:
 
 class AzureDatasource(Datasource):
     NAME = "Azure"
-    NEEDS_NETWORK = True
-    ALIASES = ("azure", "azurenet")
+    NEEDS_NETWORK = EVIDENCE["network"]
 
     base: str | None = None
 

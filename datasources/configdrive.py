@@ -9,12 +9,23 @@ from typing import Any
 from tether import log
 from tether.datasource import Datasource
 from tether.datasources.seedfiles import read_file
+from tether.detect import labels, looked_for, seed_dirs
 from tether.errors import DatasourceError
 from tether.instance import InstanceData
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from tether.datasource import Evidence
+
+EVIDENCE: Evidence = {
+    "name": "ConfigDrive",
+    "network": False,
+    "aliases": ("configdrive", "config-drive", "config_drive"),
+    "labels": ("config-2",),
+    "seed_dirs": ("/var/lib/tether/seed/config_drive", "/var/lib/cloud/seed/config_drive"),
+    "seed_files": ("openstack",),
+}
 LOG = log.get(__name__)
-LABELS = ("config-2",)
-SEED_DIR = "/var/lib/cloud/seed/config_drive"
 DRIVE_FILES = tuple(f"openstack/latest/{n}" for n in ("meta_data.json", "user_data", "vendor_data.json",
                                                       "network_data.json"))
 
@@ -42,15 +53,11 @@ def read_drive(root: Path) -> tuple[dict[str, Any], bytes | None, dict[str, Any]
 
 class ConfigDrive(Datasource):
     NAME = "ConfigDrive"
-    NEEDS_NETWORK = False
+    NEEDS_NETWORK = EVIDENCE["network"]
 
     def _sources(self) -> list[str]:
-        seed = self.ctx.target.path(SEED_DIR)
-        found = [str(seed)] if (seed / "openstack").is_dir() else []
-        return found + self.ctx.host.devices_by_label(*LABELS)
-
-    def detect(self) -> bool:
-        return bool(self._sources())
+        return seed_dirs(self.NAME, self.ctx.target) + self.ctx.host.devices_by_label(
+            *labels(self.NAME, self.ctx.settings))
 
     def fetch(self) -> InstanceData:
         from tether.datasources.openstack_format import parse_openstack
@@ -68,7 +75,8 @@ class ConfigDrive(Datasource):
             inst.subplatform = f"config-disk ({src})" if not Path(src).is_dir() else f"seed-dir ({src})"
             self._where = src
             return inst
-        raise DatasourceError("no config drive found")
+        missing = looked_for(self.NAME, self.ctx.host, self.ctx.target, self.ctx.settings)
+        raise DatasourceError(f"no config drive found: {missing}")
 
     def describe(self) -> str:
         return f"DataSource{self.NAME} [source={getattr(self, '_where', '?')}]"

@@ -30,6 +30,20 @@ from tether.instance import InstanceData
 from tether.network.ec2 import metadata_to_v2, text_lines
 from tether.network.live import interface_names
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from tether.datasource import Evidence
+
+EVIDENCE: Evidence = {
+    "name": "Ec2",
+    "network": True,
+    "aliases": ("ec2", "aws"),
+    "dmi": ("sys_vendor=Amazon EC2*", "board_vendor=Amazon EC2*", "chassis_asset_tag=Amazon EC2*",
+            "bios_vendor=Amazon EC2*",
+            # Xen-based instances: a random UUID starts with "ec2" 1 time in 4096, so the serial must agree
+            ("product_uuid=ec2*", "product_serial=ec2*")),
+    "files": ("sys/hypervisor/uuid=ec2*",),
+}
 LOG = log.get(__name__)
 
 DEFAULT_URLS = ("http://169.254.169.254", "http://[fd00:ec2::254]")
@@ -257,8 +271,7 @@ def public_keys(md: dict[str, Any]) -> list[str]:
 
 class Ec2Datasource(Datasource):
     NAME = "Ec2"
-    NEEDS_NETWORK = True
-    ALIASES = ("ec2", "aws")
+    NEEDS_NETWORK = EVIDENCE["network"]
 
     def __init__(self, ctx: DsContext) -> None:
         super().__init__(ctx)

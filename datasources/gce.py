@@ -28,6 +28,18 @@ from tether.errors import DatasourceError
 from tether.http import HttpError, pause, worth_reporting
 from tether.instance import InstanceData
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from tether.datasource import Evidence
+
+EVIDENCE: Evidence = {
+    "name": "GCE",
+    "network": True,
+    "aliases": ("gce", "google"),
+    "dmi": ("product_name=Google Compute Engine", "product_name=Google", "sys_vendor=Google", "bios_vendor=Google",
+            "product_serial=GoogleCloud-*"),
+}
+
 LOG = log.get(__name__)
 
 DEFAULT_URL = "http://169.254.169.254/computeMetadata/v1"
@@ -62,8 +74,7 @@ def parse_ssh_keys(text: str, now: datetime | None = None) -> list[tuple[str, st
 
 class GCEDatasource(Datasource):
     NAME = "GCE"
-    NEEDS_NETWORK = True
-    ALIASES = ("gce", "google")
+    NEEDS_NETWORK = EVIDENCE["network"]
 
     base: str | None = None
 

@@ -5,11 +5,11 @@ which runs in the network stage."""
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote
 
 from tether import log
 from tether.datasource import Datasource
 from tether.datasources.seedfiles import FILES, Seed, read_dir
+from tether.detect import ds_args, labels, looked_for, parse_ds_arg, seed_dirs, seedfrom
 from tether.errors import DatasourceError
 from tether.instance import InstanceData
 
@@ -17,45 +17,39 @@ TYPE_CHECKING = False  # the boot's first stage does not import typing; mypy rea
 if TYPE_CHECKING:
     from typing import Any
 
+    from tether.datasource import Evidence
+
+EVIDENCE: Evidence = {
+    "name": "NoCloud",
+    "network": False,
+    "aliases": ("nocloud", "nocloud-net", "nocloudnet"),
+    "labels": ("cidata",),
+    "label_setting": "fs_label",
+    "seed_dirs": ("/var/lib/tether/seed/nocloud", "/var/lib/tether/seed/nocloud-net", "/var/lib/cloud/seed/nocloud",
+                  "/var/lib/cloud/seed/nocloud-net"),
+    "seed_files": ("meta-data", "user-data"),
+    "seedfrom": ("/", "file://"),           # a local seed; http(s) is NoCloudNet's (nocloud_net.py)
+    "settings": ("user-data", "meta-data"),
+    # a platform fact as cloud-init's: the SMBIOS serial names NoCloud (its s= is read as seedfrom)
+    "dmi": ("product_serial=ds=nocloud*",),
+}
 LOG = log.get(__name__)
-SEED_DIRS = ("/var/lib/tether/seed/nocloud", "/var/lib/cloud/seed/nocloud", "/var/lib/cloud/seed/nocloud-net")
-DEFAULT_LABEL = "cidata"
-KEY_ALIASES = {"s": "seedfrom", "i": "instance-id", "h": "local-hostname"}
-
-
-def parse_ds_arg(value: str) -> tuple[str, dict[str, str]]:
-    """``nocloud;s=http://x/;i=abc;h=host`` -> ("nocloud", {"seedfrom": ..., ...})."""
-    name, *rest = value.split(";")
-    out: dict[str, str] = {}
-    for item in rest:
-        if "=" in item:
-            k, v = item.split("=", 1)
-            out[KEY_ALIASES.get(k.strip(), k.strip())] = unquote(v.strip())
-    return name.strip().lower(), out
+SEED_DIRS = EVIDENCE["seed_dirs"]
+__all__ = ["NoCloud", "NoCloudNet", "parse_ds_arg"]
 
 
 class NoCloud(Datasource):
     NAME = "NoCloud"
-    NEEDS_NETWORK = False
+    NEEDS_NETWORK = EVIDENCE["network"]
 
     def _ds_args(self) -> dict[str, str]:
-        serial = self.ctx.host.dmi("product_serial") or ""
-        for source in (self.ctx.host.cmdline_value("ds"), serial[3:] if serial.startswith("ds=") else None):
-            if source:
-                name, args = parse_ds_arg(source)
-                if name in ("nocloud", "nocloud-net"):
-                    return args
-        return {}
+        return ds_args(self.ctx.host, "NoCloud")[0]
 
     def _seedfrom(self) -> str | None:
-        return self._ds_args().get("seedfrom") or self.ctx.settings.get("seedfrom")
+        return seedfrom(self.ctx.host, self.DECLARED_AS or self.NAME, self.ctx.settings)[0]
 
-    def _label(self) -> str:
-        label = self.ctx.settings.get("fs_label", DEFAULT_LABEL)
-        return str(label) if label else DEFAULT_LABEL
-
-    def _seed_dirs(self) -> list[Path]:
-        return [self.ctx.target.path(d) for d in SEED_DIRS if (self.ctx.target.path(d) / "meta-data").exists()]
+    def _labels(self) -> tuple[str, ...]:
+        return labels("NoCloud", self.ctx.settings)
 
     def _local_seedfrom(self) -> str | None:
         sf = self._seedfrom()
@@ -63,43 +57,37 @@ class NoCloud(Datasource):
             return sf[len("file://"):] if sf.startswith("file://") else sf
         return None
 
-    def detect(self) -> bool:
-        if self._seed_dirs() or self._local_seedfrom():
-            return True
-        if "user-data" in self.ctx.settings or "meta-data" in self.ctx.settings:
-            return True
-        return bool(self.ctx.host.devices_by_label(self._label()))
-
     def _read_seed(self) -> tuple[Seed, str]:
-        dirs = self._seed_dirs()
-        if dirs:
-            seed = read_dir(dirs[0])
+        for d in seed_dirs("NoCloud", self.ctx.target):
+            seed = read_dir(Path(d))
             if seed:
-                return seed, f"seed-dir ({dirs[0]})"
+                return seed, f"seed-dir ({d})"
+            LOG.warning("seed directory %s has no meta-data; not used", d)
         local = self._local_seedfrom()
         if local:
             seed = read_dir(self.ctx.target.path(local) if not self.ctx.target.live else Path(local))
             if seed is None:
                 raise DatasourceError(f"seedfrom {local}: no meta-data there")
             return seed, f"seed-dir ({local})"
-        for dev in self.ctx.host.devices_by_label(self._label()):
+        for dev in self.ctx.host.devices_by_label(*self._labels()):
             try:
                 with self.ctx.host.mounted_readonly(dev, wanted=FILES) as mnt:
                     seed = read_dir(mnt, where=dev)
             except DatasourceError:
                 raise
             except Exception as e:
-                raise DatasourceError(f"seed device {dev} (label {self._label()}): cannot mount: {e}")
+                raise DatasourceError(f"seed device {dev} (label {'/'.join(self._labels())}): cannot mount: {e}")
             if seed:
                 seed.where = dev
                 return seed, f"config-disk ({dev})"
-            LOG.warning("%s has label %s but no meta-data", dev, self._label())
+            LOG.warning("%s has label %s but no meta-data", dev, "/".join(self._labels()))
         if "user-data" in self.ctx.settings or "meta-data" in self.ctx.settings:
             md = self.ctx.settings.get("meta-data") or {}
             ud = self.ctx.settings.get("user-data")
             return Seed("system config", md if isinstance(md, dict) else {},
                         ud.encode() if isinstance(ud, str) else None, None, None), "system-config"
-        raise DatasourceError("no NoCloud seed found")
+        missing = looked_for(self.NAME, self.ctx.host, self.ctx.target, self.ctx.settings)
+        raise DatasourceError(f"no NoCloud seed found: {missing}")
 
     def fetch(self) -> InstanceData:
         seed, sub = self._read_seed()
@@ -141,11 +129,8 @@ class NoCloud(Datasource):
 class NoCloudNet(NoCloud):
     """``seedfrom`` over http(s), fetched in the network stage with bounded waits."""
 
-    NEEDS_NETWORK = True
-
-    def detect(self) -> bool:
-        sf = self._seedfrom()
-        return bool(sf and sf.startswith(("http://", "https://")))
+    NEEDS_NETWORK = True   # = nocloud_net.EVIDENCE["network"], its declaration (registered from that file)
+    DECLARED_AS = "NoCloudNet"
 
     def fetch(self) -> InstanceData:
         sf = self._seedfrom()

@@ -19,6 +19,12 @@ from tether.datasources.seedfiles import FILES, MAX_SEED_FILE, Seed, parse_meta_
 from tether.errors import DatasourceError
 from tether.http import HttpError, redact_url, request
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from tether.datasource import Evidence
+
+# NoCloud's part that runs in the network stage: present when a seedfrom URL is given.
+EVIDENCE: Evidence = {"name": "NoCloudNet", "part_of": "NoCloud", "network": True, "seedfrom": ("http://", "https://")}
 LOG = log.get(__name__)
 NAME = "NoCloud"
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 from tether.datasource import Datasource
 from tether.instance import InstanceData
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from tether.datasource import Evidence
+
+EVIDENCE: Evidence = {"name": "None", "network": False, "aliases": ("none",), "fallback": True}
+
 
 class NoneDatasource(Datasource):
     NAME = "None"
-    NEEDS_NETWORK = False
-
-    def detect(self) -> bool:
-        return True
+    NEEDS_NETWORK = EVIDENCE["network"]
 
     def fetch(self) -> InstanceData:
         return InstanceData(datasource="None", instance_id="iid-datasource-none", platform="none",

@@ -25,6 +25,19 @@ from tether.http import HttpError, pause, worth_reporting
 from tether.instance import InstanceData
 from tether.network.live import interface_names
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from tether.datasource import Evidence
+
+EVIDENCE: Evidence = {
+    "name": "OpenStack",
+    "network": True,
+    "aliases": ("openstack",),
+    "dmi": ("product_name=OpenStack Nova", "product_name=OpenStack Compute", "chassis_asset_tag=OpenStack Nova",
+            "chassis_asset_tag=OpenStack Compute", "chassis_asset_tag=OpenTelekomCloud",
+            "chassis_asset_tag=SAP CCloud VM", "chassis_asset_tag=HUAWEICLOUD", "sys_vendor=OpenStack Foundation"),
+}
+
 LOG = log.get(__name__)
 
 DEFAULT_URLS = ("http://169.254.169.254",)
@@ -33,8 +46,7 @@ PREFIX = "openstack/latest"
 
 class OpenStackDatasource(Datasource):
     NAME = "OpenStack"
-    NEEDS_NETWORK = True
-    ALIASES = ("openstack",)
+    NEEDS_NETWORK = EVIDENCE["network"]
 
     base: str | None = None
     budget: Budget

@@ -72,18 +72,17 @@ def detection(env: Env, fresh: bool) -> Any:
     if det is None:
         det = detect(env.host, env.system_config, env.target)
         write_detection(env.target, det)
+        LOG.info("datasource detection: %s", det.reason)
+        for name, why in det.refused.items():
+            LOG.info("datasource %s not tried: %s", name, why)
     return det
 
 
 def candidate_names(env: Env, network: bool, fresh: bool = False) -> list[str]:
-    """Datasources to try in this stage, in the detector's order, without importing any of them."""
-    from tether.datasources import EXPANDS, NEEDS_NETWORK, REGISTERED
-    names: list[str] = []
-    for n in detection(env, fresh).candidates:
-        for c in EXPANDS.get(n, (n,)):
-            if c in REGISTERED and c != "None" and c not in names and (c in NEEDS_NETWORK) == network:
-                names.append(c)
-    return names
+    """The plugins the detector chose that run in this stage, in its order, without importing any of them."""
+    from tether.detect import DECLARED, FALLBACK
+    return [n for n in detection(env, fresh).candidates
+            if n in DECLARED and n != FALLBACK and DECLARED[n]["network"] == network]
 
 
 def _load_ds(name: str) -> type[Datasource] | None:
@@ -107,15 +106,11 @@ def find_datasource(env: Env, network: bool, status: StageStatus) -> tuple[Datas
         cls = _load_ds(name)
         if cls is None:
             continue
-        # NoCloudNet is configured as cloud-init's NoCloud (datasource.NoCloud.seedfrom), its NAME
-        ds_cfg = env.system_config.get("datasource") or {}
-        settings = ds_cfg.get(name) or ds_cfg.get(cls.NAME) or {}
-        ds = cls(DsContext(env.host, env.target, env.runner, settings if isinstance(settings, dict) else {},
-                           deadline))
+        from tether.detect import settings_for
+        ds = cls(DsContext(env.host, env.target, env.runner, settings_for(env.system_config, name), deadline))
         t0 = time.monotonic()
         try:
-            if not ds.detect():
-                continue
+            # no second check here: the detector chose it (evidence, ds= or the only datasource_list entry)
             inst = ds.fetch()
         except TetherError as e:
             msg = f"datasource {name}: {e}"

@@ -12,6 +12,7 @@ import copy
 import os
 
 from tether import log
+from tether.detect import DEFAULT_LIST
 from tether.errors import ConfigError
 from tether.target import Target
 
@@ -25,7 +26,7 @@ LOG = log.get(__name__)
 # implements for every family (wireguard, lxd). Names tether does not implement are reported once as "not
 # supported by tether" when a user-data asks for them.
 DEFAULTS: dict[str, Any] = {
-    "datasource_list": ["NoCloud", "ConfigDrive", "OpenStack", "Ec2", "GCE", "Azure", "None"],
+    "datasource_list": list(DEFAULT_LIST),  # from the datasources' declarations (tether/detect_table.py)
     "datasource": {},
     "manual_cache_clean": False,
     "vendor_data": {"enabled": True},

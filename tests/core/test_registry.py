@@ -7,9 +7,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from tether.datasources import NEEDS_NETWORK
+from tether import sysconfig
+from tether.datasource import Datasource
+from tether.datasources import MODULES as DATASOURCE_MODULES
+from tether.datasources import NEEDS_NETWORK, render_table
 from tether.datasources import REGISTERED as DATASOURCES
 from tether.datasources import load as load_ds
+from tether.detect import ALIASES, DECLARED, DEFAULT_LIST, FALLBACK, PARTS
 from tether.module import Frequency, Stage
 from tether.modules import ACTIVATED_BY, REGISTERED, load
 
@@ -52,11 +56,35 @@ def test_activation_table_matches_the_modules() -> None:
 
 def test_every_datasource_file_is_registered() -> None:
     files = {p.stem for p in (ROOT / "datasources").glob("*.py")} - HELPER_FILES
-    assert files == set(DATASOURCES.values())
+    assert files == set(DATASOURCE_MODULES) == set(DATASOURCES.values())
     for name in DATASOURCES:
         cls = load_ds(name)
-        assert cls.NAME == name or (name, cls.NAME) == ("NoCloudNet", "NoCloud")
-        assert cls.NEEDS_NETWORK == (name in NEEDS_NETWORK), name
+        assert (cls.DECLARED_AS or cls.NAME) == name
+        assert cls.NEEDS_NETWORK == (name in NEEDS_NETWORK) == DECLARED[name]["network"], name
+
+
+def test_detect_table_is_compiled_from_the_declarations() -> None:
+    """tether/detect_table.py (read by the generator) is exactly what the plugin files declare: run
+    scripts/detect-table after changing an EVIDENCE or datasources.MODULES."""
+    assert (ROOT / "tether/detect_table.py").read_text() == render_table()
+
+
+def test_no_plugin_detects_by_a_rule_of_its_own() -> None:
+    """Detection is the declarations' alone: no plugin overrides detect()."""
+    for name in DATASOURCES:
+        assert load_ds(name).detect is Datasource.detect, name
+
+
+def test_lists_derive_from_the_declarations() -> None:
+    assert list(DEFAULT_LIST) == [m for m in DECLARED if "part_of" not in DECLARED[m]]
+    assert DEFAULT_LIST[-1] == FALLBACK == "None"
+    assert sysconfig.DEFAULTS["datasource_list"] == list(DEFAULT_LIST)
+    assert PARTS["NoCloud"] == ("NoCloud", "NoCloudNet")
+    # every alias is unique to one datasource, and each name answers to its own lower-case spelling
+    for name in DEFAULT_LIST:
+        assert ALIASES[name.lower()] == name
+        for alias in DECLARED[name].get("aliases", ()):
+            assert alias == alias.lower() and ALIASES[alias] == name
 
 
 def test_unconfigured_module_is_skipped_without_importing_it(make_ctx: Any, target: Any) -> None:

@@ -40,7 +40,9 @@ def label(root: Path, name: str, dev: str = "vdb") -> None:
     ({DMI + "chassis_asset_tag": "7783-7084-3265-9085-8269-3286-77\n"}, ["Azure", "None"]),
     ({DMI + "product_name": "OpenStack Nova\n"}, ["OpenStack", "None"]),
     ({DMI + "chassis_asset_tag": "OpenStack Compute\n"}, ["OpenStack", "None"]),
-    ({DMI + "product_serial": "ds=nocloud;s=http://10.0.0.1/\n"}, ["NoCloud", "None"]),
+    # NoCloud's seedfrom URL is its network part's (NoCloudNet, the network stage)
+    ({DMI + "product_serial": "ds=nocloud;s=http://10.0.0.1/\n"}, ["NoCloudNet", "None"]),
+    ({DMI + "product_serial": "ds=nocloud;s=file:///srv/seed/\n"}, ["NoCloud", "None"]),
     ({"var/lib/cloud/seed/nocloud/meta-data": "instance-id: x\n"}, ["NoCloud", "None"]),
     ({"var/lib/tether/seed/nocloud/user-data": "#cloud-config\n"}, ["NoCloud", "None"]),
     ({"var/lib/cloud/seed/nocloud-net/meta-data": "instance-id: x\n"}, ["NoCloud", "None"]),
@@ -85,7 +87,7 @@ def test_unknown_list_entries_reported(tmp_path):
 
 
 @pytest.mark.parametrize("cmdline, expected", [
-    ("root=/dev/vda1 ds=nocloud;s=http://10.0.0.2:8000/", ["NoCloud", "None"]),
+    ("root=/dev/vda1 ds=nocloud;s=http://10.0.0.2:8000/", ["NoCloudNet", "None"]),
     ("ds=nocloud-net", ["NoCloud", "None"]),
     ("ds=ec2 quiet", ["Ec2", "None"]),
     ("ci.ds=GCE", ["GCE", "None"]),
