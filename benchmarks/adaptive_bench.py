@@ -63,7 +63,7 @@ def child(mode: str, url: str, digest: str, target: str, active: str, cache: str
     if mode == "full":
         images.deploy(image, {"/": target}, discard=True)
     else:
-        images.deploy(image, {"/": target}, seeds=[active], chunk_cache=cache)
+        images.deploy_seeded(image, {"/": target}, [active], cache)
     took = time.monotonic() - start
     hwm = next(int(x.split()[1]) for x in Path("/proc/self/status").read_text().splitlines()
                if x.startswith("VmHWM:"))

@@ -102,18 +102,21 @@ def _check_metadata_pin(image: OsImage, raw: bytes) -> None:
                              f"pins {want}")
 
 
-def deploy(image: OsImage, targets: dict[str, str], *, discard: bool = True,
-           progress: ProgressFn | None = None, seeds: Sequence[str] | None = None,
-           chunk_cache: str | None = None, **net: float) -> list[Deployed]:
-    """Write the image's filesystems to ``targets`` (mount point -> partition device).
-
-    ``seeds`` (an A/B update: the active slot's root device) turns on adaptive downloads (``engine/adaptive.py``)
-    when the image has a chunk index: only the chunks no seed, the target or the cache ``chunk_cache`` holds are
-    fetched. Without an index, the image is downloaded whole."""
-    if seeds is not None and set(targets) == {"/"}:
+def deploy_seeded(image: OsImage, targets: dict[str, str], seeds: Sequence[str], chunk_cache: str, *,
+                  discard: bool = True, progress: ProgressFn | None = None, **net: float) -> list[Deployed]:
+    """``deploy()`` for an A/B update: ``seeds`` (the active slot's root device) turn on adaptive downloads
+    (``engine/adaptive.py``) when the image has a chunk index: only the chunks no seed, the target or the cache
+    ``chunk_cache`` holds are fetched. Without an index, the image is downloaded whole."""
+    if seeds and set(targets) == {"/"}:
         done = _deploy_adaptive(image, targets["/"], seeds, chunk_cache, progress, net)
         if done is not None:
             return [done]
+    return deploy(image, targets, discard=discard, progress=progress, **net)
+
+
+def deploy(image: OsImage, targets: dict[str, str], *, discard: bool = True,
+           progress: ProgressFn | None = None, **net: float) -> list[Deployed]:
+    """Write the image's filesystems to ``targets`` (mount point -> partition device)."""
     src = _open(image, net)
     try:
         total = src.size
@@ -145,14 +148,13 @@ def deploy(image: OsImage, targets: dict[str, str], *, discard: bool = True,
         src.close()
 
 
-def _deploy_adaptive(image: OsImage, dev: str, seeds: Sequence[str], chunk_cache: str | None,
+def _deploy_adaptive(image: OsImage, dev: str, seeds: Sequence[str], chunk_cache: str,
                      progress: ProgressFn | None, net: dict[str, float]) -> Deployed | None:
     from tether.engine import adaptive
-    from tether.engine.chunkcache import DEFAULT_DIR
 
     tick = (lambda done, total: progress("/", done, total)) if progress is not None else None
     try:
-        stats = adaptive.deploy(image.url, _pin(image), dev, seeds, chunk_cache or DEFAULT_DIR, net,
+        stats = adaptive.deploy(image.url, _pin(image), dev, seeds, chunk_cache, net,
                                 tick)
     except adaptive.AdaptiveHashError as e:
         raise ImageHashError(str(e), "/") from None

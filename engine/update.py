@@ -15,6 +15,7 @@ from typing import Any
 from tether import log
 from tether.engine import (
     checkpoints,
+    chunkcache,
     filesystems,
     images,
     mounts,
@@ -38,7 +39,6 @@ LOG = log.get(__name__)
 
 NO_OP = "no-op"
 AB_UPDATE = "ab-update"
-CHUNK_CACHE = "/var/cache/tether/chunks"
 
 
 class UpdateError(TetherError):
@@ -190,10 +190,11 @@ def _stage_into(hc: HostConfiguration, new_spec: dict[str, Any], installed: dict
     for dev in [*targets.values(), *(d for d, _t in fresh)]:
         mounts.release(runner, dev)
     # adaptive downloads reuse the active root's chunks (engine/adaptive.py) when the image has a chunk index
-    seeds = [layout.device(_device_id_for_mount(hc, "/"), active)] if "/" in targets else None
+    seeds = [layout.device(_device_id_for_mount(hc, "/"), active)] if "/" in targets else []
     try:
-        deployed = images.deploy(hc.image, targets, discard=opts.discard, progress=opts.progress, seeds=seeds,
-                                 chunk_cache=str(root.path(CHUNK_CACHE)), **net) if hc.image and targets else []
+        deployed = images.deploy_seeded(hc.image, targets, seeds, str(root.path(chunkcache.DEFAULT_DIR)),
+                                        discard=opts.discard, progress=opts.progress,
+                                        **net) if hc.image and targets else []
     except images.ImageHashError as e:
         _mark_bad(store, runner, inactive, list(targets.values()), "image-hash-mismatch", str(e))
         raise

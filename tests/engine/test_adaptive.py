@@ -109,8 +109,8 @@ def serve(pub: Path, ranges: bool = True) -> RangeServer:
 
 
 def deploy(url: str, h: Host, digest: str = "ignored") -> list[images.Deployed]:
-    return images.deploy(OsImage(url=url, sha256=digest), {"/": str(h.target)}, seeds=[str(h.active)],
-                         chunk_cache=str(h.cache), timeout=5.0, retries=1.0)
+    return images.deploy_seeded(OsImage(url=url, sha256=digest), {"/": str(h.target)}, [str(h.active)],
+                                str(h.cache), timeout=5.0, retries=1.0)
 
 
 def fetched_chunks(srv: RangeServer, name: str = "v2.img") -> list[int]:
