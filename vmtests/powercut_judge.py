@@ -39,14 +39,22 @@ def hostname_of(spec: dict[str, Any] | None) -> str | None:
 
 def default_entry(bootctl: str) -> str | None:
     """The entry id ``bootctl list`` marks ``(default)``: what the loader boots next without a one-shot."""
-    title_default = False
+    return next((b["id"] for b in entry_blocks(bootctl) if b.get("default")), None)
+
+
+def entry_blocks(bootctl: str) -> list[dict[str, Any]]:
+    """``bootctl list``'s entries: id, whether it is the default, and its linux line (an entry without one, e.g.
+    a file whose content was lost, is skipped by systemd-boot)."""
+    blocks: list[dict[str, Any]] = []
     for line in bootctl.splitlines():
         key, _, value = line.strip().partition(": ")
-        if key == "title":
-            title_default = "(default)" in value
-        elif key == "id" and title_default:
-            return value.strip()
-    return None
+        if key == "type":
+            blocks.append({})
+        elif blocks and key == "title":
+            blocks[-1]["default"] = "(default)" in value
+        elif blocks and key in ("id", "linux"):
+            blocks[-1][key] = value.strip()
+    return [b for b in blocks if "id" in b]
 
 
 def judge(facts: dict[str, Any], want: str | None, before: str | None, want_digest: str | None = None,
@@ -126,7 +134,10 @@ def judge(facts: dict[str, Any], want: str | None, before: str | None, want_dige
         vol = m.group(0)
         omarker = (facts.get("other") or {}).get("marker") or {}
         if orec.get("state") not in TRUSTED or omarker.get("specDigest") != orec.get("specDigest"):
-            j.problems.append(f"the default entry {default} names {vol}, whose record is {orec} and marker {omarker}")
+            empty = any(b["id"] == default and "linux" not in b for b in entry_blocks(str(facts.get("bootctl", ""))))
+            j.problems.append(f"the default entry {default} names {vol}, whose record is {orec.get('state')} "
+                              f"(marker {omarker})" + (" - and the entry file has no linux line (its content was "
+                                                       "lost), so systemd-boot skips it" if empty else ""))
     for entry in facts.get("entries") or []:
         m = VOLUME.search(entry)
         if m and (slots.get(m.group(0)) or {}).get("state") in UNTRUSTED and "+0-" not in entry:

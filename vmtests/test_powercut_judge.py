@@ -17,10 +17,12 @@ BOOTCTL = """         type: Boot Loader Specification Type #1 (.conf)
         title: tether volume-b (5) (default) (selected)
            id: tether-5-volume-b.conf
        source: /efi/loader/entries/tether-5-volume-b.conf
+        linux: /tether/volume-b/5/vmlinuz
 
          type: Boot Loader Specification Type #1 (.conf)
         title: tether volume-a (1)
            id: tether-1-volume-a.conf
+        linux: /tether/volume-a/1/vmlinuz
 """
 
 
@@ -93,6 +95,19 @@ def test_each_rule_fails_when_broken(case: str, breaks: Any, expect: str) -> Non
 def test_default_entry_from_bootctl() -> None:
     assert default_entry(BOOTCTL) == "tether-5-volume-b.conf"
     assert default_entry(BOOTCTL.replace(" (default)", "")) is None
+
+
+def test_an_empty_default_entry_is_named() -> None:
+    """The default names the distrusted slot through an entry file whose content was lost (bootctl shows no
+    linux line): still a failure (the boot configuration names an unverified slot), and the message says why."""
+    facts = abandoned()
+    facts["bootctl"] = BOOTCTL.replace("title: tether volume-b (5) (default) (selected)",
+                                       "title: tether-5-volume-b.conf (default) (not reported/new)") \
+        .replace("        linux: /tether/volume-b/5/vmlinuz\n", "")
+    j = judge(facts, "powercut-1", None, spec_digest(NEW))
+    assert any("content was lost" in p for p in j.problems), j.problems
+    j = judge(abandoned() | {"bootctl": BOOTCTL}, "powercut-1", None, spec_digest(NEW))
+    assert not any("content was lost" in p for p in j.problems) and any("names volume-b" in p for p in j.problems)
 
 
 def test_a_lost_staged_record_is_named() -> None:
