@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import mmap
 import os
 import queue
 import threading
@@ -300,29 +301,69 @@ class Assembly:
         return None
 
     def _assemble(self, first: tuple[int, int] | None, pin: tuple[str, str] | None) -> bool:
-        """Write the hits of the first seed in image order while hashing the whole image; True when it matches."""
+        """Write the hits of the first seed in image order while hashing the whole image; True when it matches.
+
+        Writes go through ``O_DIRECT`` from page-aligned buffers (as ``engine/writer.py``'s do): no copy into the
+        page cache, which leaves the CPU to the hashing thread."""
         idx, cs = self.idx, self.idx.chunk_size
-        whole, pinned, q, t = self._hasher(pin)
+        whole = hashlib.sha256()
+        pinned = hashlib.new(pin[0]) if pin is not None and pin[0] != "sha256" else None
+        bufs = [mmap.mmap(-1, self.block) for _ in range(4)]
+        free: queue.Queue[mmap.mmap] = queue.Queue()
+        for buf in bufs:
+            free.put(buf)
+        full: queue.Queue[tuple[mmap.mmap, int] | None] = queue.Queue()
+
+        def work() -> None:
+            while (item := full.get()) is not None:
+                with memoryview(item[0])[:item[1]] as mv:
+                    whole.update(mv)
+                    if pinned is not None:
+                        pinned.update(mv)
+                free.put(item[0])
+
+        t = threading.Thread(target=work, name="image-hash", daemon=True)
+        t.start()
+        try:
+            dfd = os.open(self.device, os.O_WRONLY | os.O_CLOEXEC | getattr(os, "O_DIRECT", 0))
+        except OSError:  # tmpfs and some files refuse O_DIRECT
+            dfd = -1
         try:
             for pos in range(0, idx.size, self.block):
                 n = min(self.block, idx.size - pos)
-                buf = bytearray(n)
-                mv = memoryview(buf)
-                if first is not None:
-                    _pread(first[0], mv[:max(0, min(n, first[1] - pos))], pos)
-                a, b = pos // cs, (pos + n - 1) // cs + 1
-                hits = self.hit[a:b]    # hits lie within what the seed has (a short read: the digest tells)
-                k = hits.find(0)
-                while k >= 0:
-                    s, e = idx.span(a + k)
-                    _pread(self.fd, mv[s - pos:e - pos], s)
-                    k = hits.find(0, k + 1)
-                self._write(mv, pos)
-                q.put(buf)
+                buf = free.get()
+                with memoryview(buf)[:n] as mv:
+                    if first is not None:
+                        _pread(first[0], mv[:max(0, min(n, first[1] - pos))], pos)
+                    a, b = pos // cs, (pos + n - 1) // cs + 1
+                    hits = self.hit[a:b]    # hits lie within what the seed has (a short read: the digest tells)
+                    k = hits.find(0)
+                    while k >= 0:
+                        s, e = idx.span(a + k)
+                        _pread(self.fd, mv[s - pos:e - pos], s)
+                        k = hits.find(0, k + 1)
+                    aligned = n // 4096 * 4096 if dfd >= 0 else 0
+                    done = 0
+                    while done < aligned:
+                        try:
+                            done += os.pwrite(dfd, mv[done:aligned], pos + done)
+                        except OSError as e:
+                            raise TetherError(f"writing {self.device} at byte {pos + done}: {e.strerror}") from None
+                    if aligned < n:
+                        self._write(mv[aligned:], pos + aligned)
+                full.put((buf, n))
                 self._tick(idx.size // 2 + (pos + n) // 2)
         finally:
-            q.put(None)
+            full.put(None)
             t.join()
+            if dfd >= 0:
+                os.fsync(dfd)
+                os.close(dfd)
+            for buf in bufs:
+                try:
+                    buf.close()
+                except BufferError:  # still referenced by an exception's traceback; GC frees it
+                    pass
         problem = self._check(whole, pinned, pin)
         if problem is not None:
             LOG.warning("%s; checking every chunk again", problem)
