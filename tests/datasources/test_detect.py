@@ -167,3 +167,29 @@ def test_main_writes_json(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["candidates"] == ["GCE", "None"]
     assert (tmp_path / "run/tether/detect.json").exists()
     assert isinstance(read_detection(Target.at(tmp_path)), Detection)
+
+
+def test_refusals_are_recorded_with_what_was_looked_for(tmp_path):
+    det = detect(host(tmp_path, {DMI + "sys_vendor": "QEMU\n"}), {"datasource_list": ["Ec2", "NoCloud", "None"]})
+    assert det.candidates == ["None"]
+    assert det.refused["Ec2"].startswith("not its platform (DMI sys_vendor=QEMU, DMI board_vendor=(none)")
+    assert "no filesystem labelled cidata" in det.refused["NoCloud"]
+    assert det.refused["NoCloudNet"] == "no seedfrom starting http:// or https://"
+    assert json.loads(det.to_json())["refused"] == det.refused
+
+
+def test_seedfrom_credentials_stay_out_of_detect_json(tmp_path):
+    h = host(tmp_path, {"proc/cmdline": "ds=nocloud;s=https://user:secret@seed.example/x/?token=abc"})
+    det = detect(h, {})
+    assert det.candidates == ["NoCloudNet", "None"]
+    assert det.evidence == {"NoCloudNet": "seedfrom https://seed.example/x/ (kernel command line)"}
+
+
+def test_system_config_seedfrom_and_fs_label_count(tmp_path):
+    label(tmp_path, "MYSEED")
+    h = host(tmp_path)
+    assert detect(h, {}).candidates == ["None"]
+    cfg = {"datasource": {"NoCloud": {"fs_label": "myseed"}}}
+    assert detect(h, cfg).evidence == {"NoCloud": f"filesystem label myseed on {tmp_path}/dev/disk/by-label/MYSEED"}
+    cfg = {"datasource": {"NoCloud": {"seedfrom": "http://10.0.0.1/seed/"}}}
+    assert detect(h, cfg).candidates == ["NoCloudNet", "None"]

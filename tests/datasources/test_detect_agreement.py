@@ -31,6 +31,7 @@ from tests.datasources.fakeserver import (
 )
 from tests.fakes import FakeRunner
 from tether import sysconfig
+from tether.datasource import DsContext
 from tether.datasources import load
 from tether.detect import DECLARED, DEFAULT_LIST, FALLBACK, PARTS, entry_of, read_detection
 from tether.generator import main as generator
@@ -231,7 +232,6 @@ def test_generator_and_stages_agree(tmp_path: Path, servers: Servers, case: Case
         assert any(m.startswith(f"datasource {case.plugin}: ") and case.reason in m for m in errors), errors
     # and the plugin's own detect() says yes too (the engine's metadata watch asks it)
     settings = sysconfig.load(Target.at(root)).get("datasource", {}).get(entry_of(case.plugin), {})
-    from tether.datasource import DsContext
     ds = load(case.plugin)(DsContext(Host(sysroot=root, runner=FakeRunner()), Target.at(root), FakeRunner(),
                                      settings))
     assert ds.detect()
@@ -253,7 +253,7 @@ def test_every_datasource_and_kind_is_covered() -> None:
 def test_refusals_are_logged_with_their_reason(tmp_path: Path, servers: Servers,
                                                caplog: pytest.LogCaptureFixture) -> None:
     """Two datasources listed, no evidence for either: the local stage says why each one is not tried."""
-    case = Case("refused", "Ec2", only=None, files={"sys/class/dmi/id/sys_vendor": "QEMU\n"})
+    case = Case("refused", "Ec2", files={"sys/class/dmi/id/sys_vendor": "QEMU\n"})
     root = build(tmp_path, case, servers)
     (root / "etc/tether/tether.cfg").write_text(json.dumps({"datasource_list": ["Ec2", "ConfigDrive", "None"],
                                                             "datasource": servers.settings()}))
