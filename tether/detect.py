@@ -255,6 +255,12 @@ class _Facts:
             self._read[key] = (self.host.read(path) or "").strip()
         return self._read[key]
 
+    def shown(self, key: str) -> str:
+        """A fact for detect.json and the log; a ``ds=...;s=URL`` serial only up to its first ``;`` (the rest
+        can hold credentials, and only root may read the serial)."""
+        value = self.read(key).split(";", 1)[0] or "(none)"
+        return f"{'' if '/' in key else 'DMI '}{key}={value}"
+
     def label(self, name: str, wanted: list[str]) -> list[str]:
         if self._labels is None:
             # One lookup for every label the candidates declare (on a host without udev links each block
@@ -276,7 +282,7 @@ class _Facts:
             conds = (rule,) if isinstance(rule, str) else rule
             pairs = [c.split("=", 1) for c in conds]
             if all(_match(self.read(k), v) for k, v in pairs):
-                return ", ".join(f"{'DMI ' if '/' not in k else ''}{k}={self.read(k)}" for k, _ in pairs)
+                return ", ".join(self.shown(k) for k, _ in pairs)
         return None
 
     def seed(self, plugin: str, wanted_labels: list[str]) -> str | None:
@@ -308,10 +314,10 @@ class _Facts:
         for rule in (*decl.get("dmi", ()), *decl.get("files", ())):
             for cond in (rule,) if isinstance(rule, str) else rule:
                 key = cond.split("=", 1)[0]
-                shown = f"{'DMI ' if '/' not in key else ''}{key}={self.read(key) or '(none)'}"
+                shown = self.shown(key)
                 if shown not in facts:
                     facts.append(shown)
-        if facts:
+        if facts and self.host_fact(plugin) is None:   # a platform that matched is not why
             missing.append(f"not its platform ({', '.join(facts)})")
         labs = labels(plugin, settings)
         if labs:

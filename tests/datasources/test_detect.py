@@ -183,6 +183,11 @@ def test_seedfrom_credentials_stay_out_of_detect_json(tmp_path):
     det = detect(h, {})
     assert det.candidates == ["NoCloudNet", "None"]
     assert det.evidence == {"NoCloudNet": "seedfrom https://seed.example/x/ (kernel command line)"}
+    serial = {DMI + "product_serial": "ds=nocloud;s=https://user:secret@seed.example/x/"}
+    det = detect(host(tmp_path / "b", serial), {"datasource_list": ["NoCloud", "GCE"]})
+    assert det.candidates == ["NoCloudNet", "None"] and "secret" not in det.to_json()
+    assert det.refused["GCE"].endswith("DMI product_serial=ds=nocloud)")
+    assert det.refused["NoCloud"].startswith("no filesystem labelled cidata; no seed in ")  # its platform matched
 
 
 def test_system_config_seedfrom_and_fs_label_count(tmp_path):
