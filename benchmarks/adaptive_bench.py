@@ -67,7 +67,10 @@ def child(mode: str, url: str, digest: str, target: str, active: str, cache: str
     took = time.monotonic() - start
     hwm = next(int(x.split()[1]) for x in Path("/proc/self/status").read_text().splitlines()
                if x.startswith("VmHWM:"))
-    print(json.dumps({"seconds": took, "vmhwm_kib": hwm}))
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"seconds": took, "vmhwm_kib": hwm, "cpu": ru.ru_utime + ru.ru_stime}))
 
 
 def stats(base: str, reset: bool = False) -> dict[str, int]:
@@ -149,6 +152,8 @@ def main() -> None:
             results[m].sort(key=lambda x: x["seconds"])
         secs = {m: [f"{r['seconds']:.2f}" for r in results[m]] for m in results}
         print(f"{'seconds (each run)':22}{' '.join(secs['full']):>16}{' '.join(secs['adaptive']):>16}")
+        cpu = {m: [f"{r['cpu']:.2f}" for r in results[m]] for m in results}
+        print(f"{'CPU seconds (each run)':22}{' '.join(cpu['full']):>16}{' '.join(cpu['adaptive']):>16}")
         print(f"{'peak memory (VmHWM)':22}{best['full']['vmhwm_kib'] / 1024:>13.0f}MiB"
               f"{best['adaptive']['vmhwm_kib'] / 1024:>13.0f}MiB")
         ok_bytes = best["adaptive"]["bytes"] <= size * 0.05
