@@ -37,7 +37,7 @@ from tether.errors import TetherError
 LOG = log.get(__name__)
 
 BLOCK = 4 << 20
-SCAN_THREADS = 2
+SCAN_THREADS = max(1, min(4, os.cpu_count() or 1))   # hashlib releases the GIL while it hashes
 Progress = Callable[[int, int], None]   # (bytes done, total)
 
 

@@ -362,3 +362,9 @@ def test_active_slot_changing_during_the_staging_is_caught_and_repaired(publishe
         checkpoints.HOOK = None
     assert image_of(host) == versions.new
     assert unchanged in fetched_chunks(srv)              # fetched again after the whole-image digest differed
+
+
+def test_index_refuses_a_cosi_file(images: dict[str, BuiltImage], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["image", "index", str(images["v1"].cosi)]) == 1
+    assert "a COSI file cannot be indexed" in capsys.readouterr().err
+    assert not Path(str(images["v1"].cosi) + ".chunks").exists()
