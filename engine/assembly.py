@@ -2,7 +2,7 @@
 
 Four passes, each bounded in memory (a few 4 MiB buffers, 32 bytes per chunk):
 
-1. **scan**: the active slot is read at the image's offsets and hashed chunk by chunk (two threads: hashlib
+1. **scan**: the active slot is read at the image's offsets and hashed chunk by chunk (up to 4 threads: hashlib
    releases the GIL), noting which chunks already hold the new image's bytes at their place ("hits").
 2. **local**: every other chunk comes, if it can, from zeros, the slot's own bytes at that place, a seed's chunk
    elsewhere with the same hash (moved), or the chunk cache; each is checked against its hash and written.
