@@ -4,10 +4,11 @@ With ``IMAGE.chunks`` next to the image (``engine/chunks.py``), the inactive slo
 the active slot read at the same offsets (the common case: most blocks did not change), all-zero chunks, the
 inactive slot's own previous content at the same offset, chunks found anywhere else in the active slot (moved
 blocks), the local chunk cache, and last the image server: the missing chunks are fetched from the index's
-uncompressed ``data`` file with HTTP Range requests, adjacent chunks coalesced into one request. Every chunk is
-checked against its SHA-256 from the very buffer that is written; then the whole slot is read back and its SHA-256
-compared with the index's. The active slot is only read (it is live: a block that changes under the read fails its
-chunk hash and is taken from elsewhere).
+uncompressed ``data`` file with HTTP Range requests (adjacent chunks in one range, several ranges per request).
+Every chunk fetched or taken from elsewhere is checked against its SHA-256; the whole image, as written in order,
+must have the index's SHA-256. The active slot is only read; it is live, so a block the running system changed
+after it was scanned makes the whole digest differ, and the slot is then checked chunk by chunk and repaired
+(``engine/assembly.py``).
 
 Trust: when trusted keys are installed the index must be listed in the image's signed manifest
 (``IMAGE.sha384``, ``engine/signatures.py``), so the chunk hashes are the publisher's. Without keys, a pinned
