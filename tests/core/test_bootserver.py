@@ -612,3 +612,21 @@ def test_a_stage_child_dies_with_the_server(tmp_path: Path) -> None:
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_the_server_imports_ahead_only_beside_the_network_stage_and_stops_when_told() -> None:
+    """What the later stages' children would each import again is imported in the server while the network stage
+    runs; not beside the short later stages, and not past the moment the stage ends (``stop``)."""
+    code = ("import sys\n"
+            "from tether.bootserver import SHARED, Server\n"
+            "srv = Server('/nonexistent', lambda: None)\n"
+            "wanted = [n for n in SHARED if n not in sys.modules]\n"
+            "assert wanted, SHARED\n"
+            "srv.import_ahead('modules-config', lambda: False)\n"
+            "srv.import_ahead('init', lambda: True)\n"
+            "assert not [n for n in wanted if n in sys.modules]\n"
+            "srv.import_ahead('init', lambda: False)\n"
+            "assert all(n in sys.modules for n in SHARED), [n for n in SHARED if n not in sys.modules]\n"
+            "assert 'tether.modrunner' in sys.modules and 'tether.userdata_stage' in sys.modules\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=HERE)
+    assert res.returncode == 0, res.stderr
