@@ -5,7 +5,7 @@ from typing import Literal
 
 import pytest
 
-from tether.convert import convert, json_schema, meta
+from tether.convert import FieldError, convert, json_schema, meta
 from tether.errors import ConfigErrors
 
 
@@ -69,3 +69,20 @@ def test_camel_case_keys_and_schema() -> None:
     assert set(props) == {"volumePairs", "deviceId"}
     assert props["deviceId"]["description"] == "the device"
     assert schema["$defs"][name]["additionalProperties"] is False
+
+
+@dataclass(frozen=True)
+class Region:
+    CASE = "camel"
+    start_lba: int
+    end_lba: int
+
+    def __post_init__(self) -> None:
+        if self.end_lba < self.start_lba:
+            raise FieldError("endLba", "before startLba")
+
+
+def test_a_field_error_names_the_field() -> None:
+    with pytest.raises(ConfigErrors) as e:
+        convert(tuple[Region, ...], [{"startLba": 1, "endLba": 2}, {"startLba": 9, "endLba": 3}], "regions")
+    assert [str(x) for x in e.value.errors] == ["regions[1].endLba: before startLba"]
