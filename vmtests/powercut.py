@@ -121,8 +121,12 @@ class Cut:
     judgement: Judgement | None = None
 
     @property
+    def skipped(self) -> bool:
+        return self.hit.startswith("skipped")
+
+    @property
     def ok(self) -> bool:
-        return self.delay is not None and self.judgement is not None and self.judgement.ok
+        return (self.delay is not None or self.skipped) and self.judgement is not None and self.judgement.ok
 
 
 class Cutter:
@@ -162,7 +166,12 @@ class Cutter:
         if cut is None or cut.delay is not None or cut.hit:
             return False
         if self._ended:  # the guest agent finished a boot: the phase never came (or the update failed)
-            cut.hit = "missed: " + (", ".join(sorted(self.seen, key=self.seen.__getitem__)) or "no markers")
+            seen = ", ".join(sorted(self.seen, key=self.seen.__getitem__)) or "no markers"
+            later = PHASES[PHASES.index(cut.phase) + 1:]
+            if any(WINDOWS[p][0] in self.seen for p in later):  # e.g. already staged: this update only finalized
+                cut.hit = f"skipped: the update had no {cut.phase} ({seen})"
+            else:
+                cut.hit = f"missed: {seen}"
             return True
         first, last = WINDOWS[cut.phase]
         if first not in self.seen or (now - self.seen[first] < cut.planned and last not in self.seen):
@@ -364,7 +373,8 @@ class Lineage:
                         f"{'PASS' if self.initial.ok else 'FAIL':<7} | {'; '.join(self.initial.problems)}")
         for c in self.records:
             j = c.judgement or Judgement()
-            verdict_ = "PASS" if c.ok else "FAIL" if c.judgement is not None or c.delay is None else "(next)"
+            verdict_ = "PASS" if c.ok else "FAIL" if c.judgement is not None or (c.delay is None and not c.skipped) \
+                else "(next)"
             notes = "; ".join([*j.problems, *j.notes])
             rows.append(f"{c.number:>3} | {c.phase:<15} | {c.hit:<15} | {c.fraction:>5} | "
                         f"{'-' if c.delay is None else c.delay:>7} | {j.booted:<9} | {j.state:<16} | "
