@@ -13,55 +13,9 @@ from typing import TYPE_CHECKING, cast
 if TYPE_CHECKING:
     from tether.module import Module
 
-REGISTERED: tuple[str, ...] = (
-    "ansible",
-    "apt_configure",
-    "apt_pipelining",
-    "bootcmd",
-    "byobu",
-    "ca_certs",
-    "chef",
-    "disable_ec2_metadata",
-    "disk_setup",
-    "final_message",
-    "growpart",
-    "keyboard",
-    "keys_to_console",
-    "locale",
-    "lxd",
-    "mounts",
-    "ntp",
-    "package_update_upgrade_install",
-    "phone_home",
-    "power_state_change",
-    "puppet",
-    "resizefs",
-    "rsyslog",
-    "runcmd",
-    "scripts_per_boot",
-    "scripts_per_instance",
-    "scripts_per_once",
-    "scripts_user",
-    "scripts_vendor",
-    "seed_random",
-    "set_hostname",
-    "set_passwords",
-    "snap",
-    "ssh",
-    "ssh_authkey_fingerprints",
-    "ssh_import_id",
-    "timezone",
-    "update_etc_hosts",
-    "update_hostname",
-    "users_groups",
-    "wireguard",
-    "write_files",
-    "write_files_deferred",
-)
-
-# Which cloud-config keys make each module run (None: it runs without any key), so a stage can skip a module that
-# has nothing to do without importing it (imports cost ~12x under TCG). Mirrors each module's KEYS and
-# RUN_WITHOUT_KEYS; tests/core/test_registry.py keeps the two in step.
+# Every module, in name order, with the cloud-config keys that make it run (None: it runs without any key), so a
+# stage can skip a module that has nothing to do without importing it (imports cost ~12x under TCG). Mirrors each
+# module's KEYS and RUN_WITHOUT_KEYS; tests/core/test_registry.py keeps the two in step.
 ACTIVATED_BY: dict[str, tuple[str, ...] | None] = {
     "ansible": ("ansible",),
     "apt_configure": ("apt",),
@@ -109,6 +63,8 @@ ACTIVATED_BY: dict[str, tuple[str, ...] | None] = {
     "write_files_deferred": ("write_files",),
 }
 
+REGISTERED: tuple[str, ...] = tuple(ACTIVATED_BY)
+
 
 def load(name: str) -> Module:
     if name not in REGISTERED:
@@ -117,94 +73,92 @@ def load(name: str) -> Module:
 
 
 if TYPE_CHECKING:  # the same names as REGISTERED (tests/core/test_registry.py keeps them in step)
-    from tether.modules import (
-        ansible,
-        apt_configure,
-        apt_pipelining,
-        bootcmd,
-        byobu,
-        ca_certs,
-        chef,
-        disable_ec2_metadata,
-        disk_setup,
-        final_message,
-        growpart,
-        keyboard,
-        keys_to_console,
-        locale,
-        lxd,
-        mounts,
-        ntp,
-        package_update_upgrade_install,
-        phone_home,
-        power_state_change,
-        puppet,
-        resizefs,
-        rsyslog,
-        runcmd,
-        scripts_per_boot,
-        scripts_per_instance,
-        scripts_per_once,
-        scripts_user,
-        scripts_vendor,
-        seed_random,
-        set_hostname,
-        set_passwords,
-        snap,
-        ssh,
-        ssh_authkey_fingerprints,
-        ssh_import_id,
-        timezone,
-        update_etc_hosts,
-        update_hostname,
-        users_groups,
-        wireguard,
-        write_files,
-        write_files_deferred,
-    )
+    import tether.modules.ansible
+    import tether.modules.apt_configure
+    import tether.modules.apt_pipelining
+    import tether.modules.bootcmd
+    import tether.modules.byobu
+    import tether.modules.ca_certs
+    import tether.modules.chef
+    import tether.modules.disable_ec2_metadata
+    import tether.modules.disk_setup
+    import tether.modules.final_message
+    import tether.modules.growpart
+    import tether.modules.keyboard
+    import tether.modules.keys_to_console
+    import tether.modules.locale
+    import tether.modules.lxd
+    import tether.modules.mounts
+    import tether.modules.ntp
+    import tether.modules.package_update_upgrade_install
+    import tether.modules.phone_home
+    import tether.modules.power_state_change
+    import tether.modules.puppet
+    import tether.modules.resizefs
+    import tether.modules.rsyslog
+    import tether.modules.runcmd
+    import tether.modules.scripts_per_boot
+    import tether.modules.scripts_per_instance
+    import tether.modules.scripts_per_once
+    import tether.modules.scripts_user
+    import tether.modules.scripts_vendor
+    import tether.modules.seed_random
+    import tether.modules.set_hostname
+    import tether.modules.set_passwords
+    import tether.modules.snap
+    import tether.modules.ssh
+    import tether.modules.ssh_authkey_fingerprints
+    import tether.modules.ssh_import_id
+    import tether.modules.timezone
+    import tether.modules.update_etc_hosts
+    import tether.modules.update_hostname
+    import tether.modules.users_groups
+    import tether.modules.wireguard
+    import tether.modules.write_files
+    import tether.modules.write_files_deferred
 
     _CHECKED: tuple[Module, ...] = (
-        ansible,
-        apt_configure,
-        apt_pipelining,
-        bootcmd,
-        byobu,
-        ca_certs,
-        chef,
-        disable_ec2_metadata,
-        disk_setup,
-        final_message,
-        growpart,
-        keyboard,
-        keys_to_console,
-        locale,
-        lxd,
-        mounts,
-        ntp,
-        package_update_upgrade_install,
-        phone_home,
-        power_state_change,
-        puppet,
-        resizefs,
-        rsyslog,
-        runcmd,
-        scripts_per_boot,
-        scripts_per_instance,
-        scripts_per_once,
-        scripts_user,
-        scripts_vendor,
-        seed_random,
-        set_hostname,
-        set_passwords,
-        snap,
-        ssh,
-        ssh_authkey_fingerprints,
-        ssh_import_id,
-        timezone,
-        update_etc_hosts,
-        update_hostname,
-        users_groups,
-        wireguard,
-        write_files,
-        write_files_deferred,
+        tether.modules.ansible,
+        tether.modules.apt_configure,
+        tether.modules.apt_pipelining,
+        tether.modules.bootcmd,
+        tether.modules.byobu,
+        tether.modules.ca_certs,
+        tether.modules.chef,
+        tether.modules.disable_ec2_metadata,
+        tether.modules.disk_setup,
+        tether.modules.final_message,
+        tether.modules.growpart,
+        tether.modules.keyboard,
+        tether.modules.keys_to_console,
+        tether.modules.locale,
+        tether.modules.lxd,
+        tether.modules.mounts,
+        tether.modules.ntp,
+        tether.modules.package_update_upgrade_install,
+        tether.modules.phone_home,
+        tether.modules.power_state_change,
+        tether.modules.puppet,
+        tether.modules.resizefs,
+        tether.modules.rsyslog,
+        tether.modules.runcmd,
+        tether.modules.scripts_per_boot,
+        tether.modules.scripts_per_instance,
+        tether.modules.scripts_per_once,
+        tether.modules.scripts_user,
+        tether.modules.scripts_vendor,
+        tether.modules.seed_random,
+        tether.modules.set_hostname,
+        tether.modules.set_passwords,
+        tether.modules.snap,
+        tether.modules.ssh,
+        tether.modules.ssh_authkey_fingerprints,
+        tether.modules.ssh_import_id,
+        tether.modules.timezone,
+        tether.modules.update_etc_hosts,
+        tether.modules.update_hostname,
+        tether.modules.users_groups,
+        tether.modules.wireguard,
+        tether.modules.write_files,
+        tether.modules.write_files_deferred,
     )

@@ -42,7 +42,7 @@ def test_type_checker_sees_every_registered_module() -> None:
     checked = next(node for node in ast.walk(tree)
                    if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "_CHECKED")
     assert isinstance(checked.value, ast.Tuple)
-    assert [getattr(e, "id", None) for e in checked.value.elts] == list(REGISTERED)
+    assert [getattr(e, "attr", None) for e in checked.value.elts] == list(REGISTERED)
 
 
 def test_activation_table_matches_the_modules() -> None:
