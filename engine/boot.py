@@ -20,6 +20,7 @@ The contract every backend keeps:
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,6 +317,18 @@ def _boot_write(dst: Path, data: bytes | BinaryIO, mode: int) -> None:
 
 def write_error(what: str, e: OSError) -> BootError:
     return BootError(f"cannot write {what}: {e.strerror or e}")
+
+
+def copy_kernel(entry_id: str, dest: Path, kernel: Path, initrd: Path | None, kernel_name: str = "vmlinuz") -> None:
+    """An entry's kernel (as ``kernel_name``) and initrd (``initrd.img``) into ``dest`` on the boot partition; a
+    copy that fails leaves no directory behind."""
+    try:
+        copy_file_atomic(Path(kernel), dest / kernel_name)
+        if initrd is not None:
+            copy_file_atomic(Path(initrd), dest / "initrd.img")
+    except OSError as ex:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise write_error(f"the kernel for {entry_id} to {dest}", ex) from None
 
 
 # ---- factory -------------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from tether.engine.boot import (
     EntryInfo,
     MissingEspError,
     NoEntryError,
-    copy_file_atomic,
+    copy_kernel,
     parse_entry_id,
     prepare_entry,
     read_cmdline_entry,
@@ -231,13 +231,7 @@ class GrubBoot:
             if new.env.get("tether_oneshot") == r["id"]:
                 new.env.pop("tether_oneshot")
         kdir = self.boot_root / KERNEL_DIR / slot / version
-        try:
-            copy_file_atomic(Path(kernel), kdir / "vmlinuz")
-            if initrd is not None:
-                copy_file_atomic(Path(initrd), kdir / "initrd.img")
-        except OSError as ex:
-            shutil.rmtree(kdir, ignore_errors=True)
-            raise write_error(f"the kernel for {entry_id} to {kdir}", ex) from None
+        copy_kernel(entry_id, kdir, kernel, initrd)
         try:
             self._save(new)
         except BootError:

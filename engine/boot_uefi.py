@@ -31,11 +31,10 @@ from tether.engine.boot import (
     EntryInfo,
     MissingEspError,
     NoEntryError,
-    copy_file_atomic,
+    copy_kernel,
     parse_entry_id,
     prepare_entry,
     read_cmdline_entry,
-    write_error,
 )
 from tether.errors import CommandError
 from tether.runner import Runner
@@ -269,13 +268,7 @@ class UefiBootNext:
         booted = self._label_of(before.current, before)
         rel = f"{KERNEL_DIR}/{slot}/{version}"
         dest = self.esp / rel
-        try:
-            copy_file_atomic(Path(kernel), dest / "vmlinuz.efi")
-            if initrd is not None:
-                copy_file_atomic(Path(initrd), dest / "initrd.img")
-        except OSError as ex:
-            shutil.rmtree(dest, ignore_errors=True)
-            raise write_error(f"the kernel for {entry_id} to {dest}", ex) from None
+        copy_kernel(entry_id, dest, kernel, initrd, "vmlinuz.efi")
         loader = "\\" + rel.replace("/", "\\") + "\\vmlinuz.efi"
         if initrd is not None:
             options = f"initrd=\\{rel.replace('/', chr(92))}\\initrd.img {options}"
