@@ -92,6 +92,12 @@ def _flush(rig: Rig) -> None:
         subprocess.run(["blockdev", "--flushbufs", d], capture_output=True)
     subprocess.run(["partx", "-u", rig.disk.device], capture_output=True)
     subprocess.run(["partx", "-a", rig.disk.device], capture_output=True)
+    # partx may drop and re-add the partitions' nodes: wait until the table's partitions are there again
+    want = [rig.disk.part(n) for n in _partition_ranges(rig.disk.backing)]
+    deadline = time.monotonic() + 20
+    while not all(os.path.exists(p) for p in want) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    subprocess.run(["blockdev", "--flushbufs", *[p for p in want if os.path.exists(p)]], capture_output=True)
 
 
 def take(rig: Rig, where: Path) -> Snapshot:
@@ -166,10 +172,22 @@ def tear(rig: Rig, before: Snapshot, rng: random.Random) -> dict[str, int]:
 
 # ---- the host's view ------------------------------------------------------------------------------------------
 
+def _mount(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """mount, tried again for a few seconds while a partition node is being re-created (partx, udev)."""
+    deadline = time.monotonic() + 10
+    while True:
+        res = subprocess.run(["mount", *args], capture_output=True, text=True)
+        if res.returncode == 0 or time.monotonic() > deadline:
+            return res
+        time.sleep(0.2)
+
+
 def status_of(rig: Rig) -> dict[str, Any]:
     where = rig.tmp / "status-ro"
     where.mkdir(exist_ok=True)
-    sh("mount", "-o", "ro", rig.disk.part(STATE), str(where))
+    res = _mount(["-o", "ro", rig.disk.part(STATE), str(where)])
+    if res.returncode != 0:
+        raise MatrixFailure(f"the servicing partition cannot be mounted: {res.stderr.strip()}")
     try:
         with state.StateStore(where / "datastore.sqlite") as store:
             return store.current()
@@ -181,8 +199,7 @@ def status_of(rig: Rig) -> dict[str, Any]:
 def slot_root(rig: Rig, volume: str) -> Iterator[Target]:
     where = rig.tmp / f"slot-{volume}"
     where.mkdir(exist_ok=True)
-    res = subprocess.run(["mount", "-o", "ro,noload", rig.disk.part(SLOT_PART[volume]), str(where)],
-                         capture_output=True, text=True)
+    res = _mount(["-o", "ro,noload", rig.disk.part(SLOT_PART[volume]), str(where)])
     if res.returncode != 0:
         raise MatrixFailure(f"{volume} cannot be mounted: {res.stderr.strip()}")
     try:
@@ -273,6 +290,7 @@ class Images:
     v1: BuiltImage
     v2: BuiltImage
     v3: BuiltImage
+    indexed: Path | None = None     # v2's raw image with a chunk index beside it (adaptive downloads)
 
 
 def spec(rig: Rig, img: BuiltImage, hostname: str, **kw: Any) -> Any:
@@ -302,6 +320,14 @@ def _install(rig: Rig, im: Images, _live: Target | None) -> Any:
     return finalize_install(hc, rig.env(Target.at("/")))
 
 
+def _stage_adaptive(rig: Rig, im: Images, live: Target | None) -> Any:
+    """Stage v2 from a raw image with a chunk index beside it: only the chunks the active slot lacks are read."""
+    assert live is not None and im.indexed is not None
+    cfg = config(rig.disk.device, im.v2, "node-2")
+    cfg["image"] = {"url": f"file://{im.indexed}", "sha256": im.v2.sha256(im.indexed)}
+    return stage(parse_host_config(cfg), Runner(), live, UpdateOptions())
+
+
 def _metadata(rig: Rig, im: Images, live: Target | None) -> Any:
     assert live is not None
     seed_metadata(live, config(rig.disk.device, im.v2, "node-2"))
@@ -318,6 +344,7 @@ OPERATIONS = [
     Operation("commit-install", "booted-install", lambda r, im, live: commit(r.env(live))),
     Operation("stage", "provisioned-a", lambda r, im, live: stage(spec(r, im.v2, "node-2"), Runner(), live,
                                                                   UpdateOptions())),
+    Operation("stage-adaptive", "provisioned-a", _stage_adaptive),
     Operation("re-stage", "staged-b", lambda r, im, live: stage(spec(r, im.v3, "node-3"), Runner(), live,
                                                                 UpdateOptions())),
     Operation("stage-after-failed", "failed-b", lambda r, im, live: stage(spec(r, im.v2, "node-2"), Runner(), live,
@@ -333,6 +360,11 @@ OPERATIONS = [
 
 def build_starts(rig: Rig, im: Images, work: Path) -> dict[str, Snapshot]:
     """Each starting state, made by the real operations, then snapshotted."""
+    from tether.engine import chunks
+
+    im.indexed = work / "v2-indexed.img"
+    sh("cp", "--sparse=always", str(im.v2.raw), str(im.indexed))
+    chunks.build(im.indexed)
     out = {"blank": take(rig, work / "blank.img")}
     _install(rig, im, None)
     rig.boot()
