@@ -27,6 +27,7 @@ from tether.engine.formats import (
 from tether.engine.hostconfig import OsImage
 from tether.engine.sources import Source, open_source
 from tether.errors import TetherError
+from tether.http.urls import redact_url
 
 LOG = log.get(__name__)
 
@@ -65,6 +66,11 @@ class Deployed:
     fs_type: str | None        # from COSI metadata; None for raw images (probe the device)
 
 
+def _at(image: OsImage) -> str:
+    """The image's URL as messages and logs show it: without user:password or query string (tokens)."""
+    return redact_url(image.url)
+
+
 def _open(image: OsImage, net: dict[str, float]) -> Source:
     return open_source(image.url, timeout=net.get("timeout", 30.0), retries=int(net.get("retries", 5)),
                        deadline=net.get("deadline"))
@@ -98,7 +104,7 @@ def _check_metadata_pin(image: OsImage, raw: bytes) -> None:
     import hashlib
     got = hashlib.new(image.algorithm, raw).hexdigest()
     if not hmac.compare_digest(got, want):
-        raise ImageHashError(f"{image.url}: {image.algorithm} of metadata.json is {got}, the host configuration "
+        raise ImageHashError(f"{_at(image)}: {image.algorithm} of metadata.json is {got}, the host configuration "
                              f"pins {want}")
 
 
@@ -141,7 +147,7 @@ def deploy(image: OsImage, targets: dict[str, str], *, discard: bool = True,
         deployed = _deploy_single(image, kind, file_hash, targets, discard, tick)
         got = (signed_hash or file_hash).hexdigest()
         if signed and not hmac.compare_digest(got, signed.sha384):
-            raise ImageHashError(f"{image.url}: sha384 is {got}, its signed manifest (signer {signed.signer}) "
+            raise ImageHashError(f"{_at(image)}: sha384 is {got}, its signed manifest (signer {signed.signer}) "
                                  f"says {signed.sha384}", "/")
         return deployed
     finally:
@@ -166,11 +172,11 @@ def _deploy_adaptive(image: OsImage, dev: str, seeds: Sequence[str], chunk_cache
 def _deploy_single(image: OsImage, kind: str, file_hash: HashingReader, targets: dict[str, str],
                    discard: bool, tick: Callable[[str], Callable[[int], None] | None]) -> list[Deployed]:
     if "/" not in targets:
-        raise ImageContentError(f"{image.url}: a {kind} image holds one filesystem, for '/', but the host "
+        raise ImageContentError(f"{_at(image)}: a {kind} image holds one filesystem, for '/', but the host "
                                 "configuration does not ask for it")
     extra = sorted(set(targets) - {"/"})
     if extra:
-        raise ImageContentError(f"{image.url}: a {kind} image holds only the root filesystem; nothing "
+        raise ImageContentError(f"{_at(image)}: a {kind} image holds only the root filesystem; nothing "
                                 f"provides {', '.join(extra)}")
     dev = targets["/"]
     zeroed = writer.prepare(dev, discard)
@@ -178,9 +184,9 @@ def _deploy_single(image: OsImage, kind: str, file_hash: HashingReader, targets:
     _drain(file_hash)  # the pinned hash covers the whole file, including anything after the compressed stream
     want = image.digest
     got = file_hash.hexdigest()
-    LOG.info("%s: %s %s, %d bytes", image.url, image.algorithm, got, file_hash.count)
+    LOG.info("%s: %s %s, %d bytes", _at(image), image.algorithm, got, file_hash.count)
     if want is not None and not hmac.compare_digest(got, want):
-        raise ImageHashError(f"{image.url}: {image.algorithm} is {got}, the host configuration pins {want}",
+        raise ImageHashError(f"{_at(image)}: {image.algorithm} is {got}, the host configuration pins {want}",
                              "/")
     return [Deployed("/", dev, res.written, res.skipped, None)]
 
@@ -198,11 +204,11 @@ def _deploy_cosi(image: OsImage, cosi: CosiStream, targets: dict[str, str], disc
     by_path = {fs.image.path: fs for fs in meta.filesystems}
     missing = [mp for mp in targets if meta.for_mount(mp) is None]
     if missing:
-        raise ImageContentError(f"{image.url}: the COSI image has no filesystem for {', '.join(sorted(missing))} "
+        raise ImageContentError(f"{_at(image)}: the COSI image has no filesystem for {', '.join(sorted(missing))} "
                                 f"(it has {', '.join(fs.mount_point for fs in meta.filesystems)})")
     for described in meta.filesystems:
         if described.mount_point in targets and described.verity:
-            raise ImageContentError(f"{image.url}: the image for {described.mount_point} uses dm-verity, which tether "
+            raise ImageContentError(f"{_at(image)}: the image for {described.mount_point} uses dm-verity, which tether "
                                     "does not support")
     out: list[Deployed] = []
     for name, entry in cosi.images():
@@ -210,7 +216,7 @@ def _deploy_cosi(image: OsImage, cosi: CosiStream, targets: dict[str, str], disc
         if fs is None or fs.mount_point not in targets:
             continue  # left unread; the tar reader skips it
         if entry.remaining != fs.image.compressed_size:
-            raise ImageContentError(f"{image.url}: {name} is {entry.remaining} bytes in the tar file but "
+            raise ImageContentError(f"{_at(image)}: {name} is {entry.remaining} bytes in the tar file but "
                                     f"{fs.image.compressed_size} in metadata.json")
         dev = targets[fs.mount_point]
         hashed = HashingReader(entry, "sha384")
@@ -219,20 +225,20 @@ def _deploy_cosi(image: OsImage, cosi: CosiStream, targets: dict[str, str], disc
             res = writer.write_image(ZstdReader(hashed), dev, skip_zeros=zeroed, progress=tick(fs.mount_point))
         except TetherError as e:
             if hashed.hexdigest() != fs.image.sha384 and entry.remaining == 0:
-                raise ImageHashError(f"{image.url}: {name}: corrupt data ({e})", fs.mount_point) from None
+                raise ImageHashError(f"{_at(image)}: {name}: corrupt data ({e})", fs.mount_point) from None
             raise
         _drain(hashed)
         got = hashed.hexdigest()
         if not hmac.compare_digest(got, fs.image.sha384):
-            raise ImageHashError(f"{image.url}: {name}: sha384 is {got}, metadata.json says {fs.image.sha384}",
+            raise ImageHashError(f"{_at(image)}: {name}: sha384 is {got}, metadata.json says {fs.image.sha384}",
                                  fs.mount_point)
         if res.written != fs.image.uncompressed_size:
-            raise ImageContentError(f"{image.url}: {name} decompressed to {res.written} bytes, metadata.json "
+            raise ImageContentError(f"{_at(image)}: {name} decompressed to {res.written} bytes, metadata.json "
                                     f"says {fs.image.uncompressed_size}")
         out.append(Deployed(fs.mount_point, dev, res.written, res.skipped, fs.fs_type))
     done = {d.mount_point for d in out}
     absent = [mp for mp in targets if mp not in done]
     if absent:
-        raise ImageContentError(f"{image.url}: images for {', '.join(absent)} are listed in metadata.json but "
+        raise ImageContentError(f"{_at(image)}: images for {', '.join(absent)} are listed in metadata.json but "
                                 "missing from the tar file")
     return out

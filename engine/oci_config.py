@@ -136,14 +136,14 @@ def parse(doc: Any, where: str) -> RegistryConfig:
                                       "in \"auths\"")
     auths: dict[str, Credentials] = {}
     for host, entry in _obj(doc.get("auths", {}), f"{where}: auths").items():
-        auths[_host_key(host)] = _credentials(entry, f"{where}: auths.{host}")
+        auths[host_key(host)] = _credentials(entry, f"{where}: auths.{host}")
     mirrors: dict[str, tuple[str, ...]] = {}
     for host, lst in _obj(doc.get("mirrors", {}), f"{where}: mirrors").items():
         if not isinstance(lst, list) or not all(isinstance(m, str) and m and "/" not in _strip_scheme(m)
                                                 for m in lst):
             raise RegistryConfigError(f"{where}: mirrors.{host}: expected a list of host[:port] or "
                                       "http(s)://host[:port] strings (no path)")
-        mirrors[_host_key(host)] = tuple(lst)
+        mirrors[host_key(host)] = tuple(lst)
     plain = doc.get("plainHttp", [])
     if not isinstance(plain, list) or not all(isinstance(h, str) for h in plain):
         raise RegistryConfigError(f"{where}: plainHttp: expected a list of host[:port] strings")
@@ -154,7 +154,7 @@ def _strip_scheme(entry: str) -> str:
     return entry.split("://", 1)[1] if "://" in entry else entry
 
 
-def _host_key(host: str) -> str:
+def host_key(host: str) -> str:
     """Docker's file may key ``auths`` by a URL (``https://index.docker.io/v1/``): keep the host[:port]."""
     return _strip_scheme(host).split("/", 1)[0]
 

@@ -13,6 +13,7 @@ from tether.engine import blockdev, images, partitioning
 from tether.engine.formats import HashingReader
 from tether.engine.sources import open_source
 from tether.errors import TetherError
+from tether.http.urls import redact_url
 
 if TYPE_CHECKING:
     from tether.engine.hostconfig import HostConfiguration, OsImage
@@ -78,6 +79,6 @@ def verify_hash(image: OsImage, net: dict[str, float]) -> None:
     finally:
         src.close()
     if not hmac.compare_digest(got, image.digest):
-        raise images.ImageHashError(f"{image.url}: {image.algorithm} is {got}, the host configuration pins "
+        raise images.ImageHashError(f"{redact_url(image.url)}: {image.algorithm} is {got}, the host configuration pins "
                                     f"{image.digest}; nothing was written")
-    LOG.info("%s: %s verified before writing (%d bytes)", image.url, image.algorithm, reader.count)
+    LOG.info("%s: %s verified before writing (%d bytes)", redact_url(image.url), image.algorithm, reader.count)

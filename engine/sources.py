@@ -238,6 +238,22 @@ class HttpSource:
             self._resp = None
 
 
+def configured_auth(host: str) -> dict[str, str] | None:
+    """Credentials for an image server come from configuration, never from the URL (which is logged): the
+    servicing root's ``/etc/tether/registries.json`` (0600, root's) holds them per host, for OCI registries and
+    plain HTTP(S) image servers alike; sent as Basic auth, only to that origin (the client drops them on a
+    redirect elsewhere)."""
+    import base64
+
+    from tether.engine import oci_config
+
+    creds = oci_config.load().credentials(oci_config.host_key(host))
+    if creds is None:
+        return None
+    token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
+
 def open_source(url: str, *, timeout: float = 30.0, retries: int = 5, deadline: float | None = None,
                 headers: Mapping[str, str] | None = None, min_rate: int = MIN_RATE) -> Source:
     """``headers`` carry credentials (never put them in the URL: URLs are logged, redacted as they may be)."""
@@ -247,6 +263,8 @@ def open_source(url: str, *, timeout: float = 30.0, retries: int = 5, deadline: 
             raise ImageSourceError(f"{url}: file:// URLs must name a local path (file:///path)")
         return FileSource(url, urllib.parse.unquote(parsed.path))
     if parsed.scheme in ("http", "https"):
+        if headers is None:
+            headers = configured_auth(parsed.netloc.rpartition("@")[2])
         return HttpSource(url, timeout=timeout, retries=retries, deadline=deadline, headers=headers,
                           min_rate=min_rate)
     if parsed.scheme == "oci":  # credentials come from the registries file (engine/oci_config.py), not headers
