@@ -8,7 +8,7 @@ from typing import Any
 
 from tether import log
 from tether.datasource import Datasource
-from tether.datasources.seedfiles import read_file
+from tether.datasources.seedfiles import optional, read_file
 from tether.detect import labels, looked_for, seed_dirs
 from tether.errors import DatasourceError
 from tether.instance import InstanceData
@@ -30,8 +30,7 @@ DRIVE_FILES = tuple(f"openstack/latest/{n}" for n in ("meta_data.json", "user_da
                                                       "network_data.json"))
 
 
-def _json(p: Path) -> dict[str, Any] | None:
-    raw = read_file(p)
+def _json(raw: bytes | None, p: Path) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
@@ -43,12 +42,25 @@ def _json(p: Path) -> dict[str, Any] | None:
     return data
 
 
-def read_drive(root: Path) -> tuple[dict[str, Any], bytes | None, dict[str, Any] | None, dict[str, Any] | None]:
+def read_drive(root: Path, warnings: list[str] | None = None
+               ) -> tuple[dict[str, Any], bytes | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """meta_data.json is required; user_data, vendor_data.json and network_data.json that cannot be used (too
+    large, unreadable, not JSON) are each dropped with a warning, and cost only themselves."""
     base = root / "openstack" / "latest"
-    md = _json(base / "meta_data.json")
+    md = _json(read_file(base / "meta_data.json"), base / "meta_data.json")
     if md is None:
         raise DatasourceError(f"{root}: no openstack/latest/meta_data.json")
-    return md, read_file(base / "user_data"), _json(base / "vendor_data.json"), _json(base / "network_data.json")
+    notes: list[str] = [] if warnings is None else warnings
+    where = str(base)
+    ud = optional(base, "user_data", where, notes)
+    docs: list[dict[str, Any] | None] = []
+    for name in ("vendor_data.json", "network_data.json"):
+        try:
+            docs.append(_json(optional(base, name, where, notes), base / name))
+        except DatasourceError as e:
+            notes.append(f"{e}; {name} ignored, the rest of the config drive is used")
+            docs.append(None)
+    return md, ud, docs[0], docs[1]
 
 
 class ConfigDrive(Datasource):
@@ -64,14 +76,17 @@ class ConfigDrive(Datasource):
 
         for src in self._sources():
             try:
+                warnings: list[str] = []
                 with self.ctx.host.mounted_readonly(src, wanted=DRIVE_FILES) as mnt:
-                    md, ud, vd, nd = read_drive(mnt)
+                    md, ud, vd, nd = read_drive(mnt, warnings)
             except DatasourceError:
                 raise
             except Exception as e:
                 raise DatasourceError(f"config drive {src}: cannot mount: {e}")
             inst = parse_openstack(md, ud, vd, nd)
             inst.datasource = self.NAME
+            if warnings:
+                inst.ds = {**(inst.ds or {}), "warnings": [*((inst.ds or {}).get("warnings") or []), *warnings]}
             inst.subplatform = f"config-disk ({src})" if not Path(src).is_dir() else f"seed-dir ({src})"
             self._where = src
             return inst

@@ -64,7 +64,7 @@ def read_file(p: Path) -> bytes | None:
     return data
 
 
-def _optional(d: Path, name: str, where: str, warnings: list[str]) -> bytes | None:
+def optional(d: Path, name: str, where: str, warnings: list[str]) -> bytes | None:
     """An optional seed file; one that cannot be used is a warning and None, never the whole seed."""
     try:
         return read_file(d / name)
@@ -118,7 +118,7 @@ def read_dir(d: Path, require_meta: bool = True, where: str | None = None) -> Se
         return None
     where = where or str(d)
     warnings: list[str] = []
-    raw = {name: _optional(d, name, where, warnings) for name in FILES[1:]}
+    raw = {name: optional(d, name, where, warnings) for name in FILES[1:]}
     seed = Seed(where, parse_meta_data(meta, where), raw["user-data"], raw["vendor-data"],
                 _optional_network_config(raw["network-config"], where, warnings), warnings)
     for w in warnings:

@@ -148,3 +148,27 @@ def test_refused_seedfrom(tmp_path: Path) -> None:
     ds = NoCloudNet(ctx(tmp_path / "root", sysroot, {"timeout": 1, "retries": 0}))
     with pytest.raises(DatasourceError, match="unreachable"):
         ds.fetch()
+
+
+def test_config_drive_files_that_cannot_be_used_cost_only_themselves(tmp_path: Path) -> None:
+    """An oversized user_data or a broken vendor_data.json is dropped with a warning; meta_data (instance-id, keys)
+    and the other files still apply, as for a NoCloud seed."""
+    from tether.datasources.configdrive import ConfigDrive
+    from tether.datasources.seedfiles import MAX_SEED_FILE
+
+    root = tmp_path / "root"
+    base = root / "var/lib/cloud/seed/config_drive/openstack/latest"
+    base.mkdir(parents=True)
+    (base / "meta_data.json").write_text(json.dumps({"uuid": "iid-cd-1", "hostname": "cd-host",
+                                                     "public_keys": {"k": "ssh-ed25519 AAAAC3Nz k@x"}}))
+    with open(base / "user_data", "wb") as f:
+        f.truncate(MAX_SEED_FILE + 1)
+    (base / "vendor_data.json").write_text("{not json")
+    (base / "network_data.json").write_text(json.dumps({"links": [], "networks": [], "services": []}))
+    inst = ConfigDrive(ctx(root, fake_sys(tmp_path))).fetch()
+    assert inst.instance_id == "iid-cd-1" and inst.local_hostname == "cd-host"
+    assert inst.public_ssh_keys == ["ssh-ed25519 AAAAC3Nz k@x"]
+    assert inst.userdata is None and inst.vendordata is None
+    warnings = "\n".join(inst.ds["warnings"])
+    assert "user_data ignored: larger than the 16 MiB limit" in warnings
+    assert "vendor_data.json: invalid JSON" in warnings and "the rest of the config drive is used" in warnings
