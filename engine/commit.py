@@ -25,7 +25,7 @@ from typing import Any
 from tether import log
 from tether.engine import checkpoints, slots, state
 from tether.engine.boot import BootBackend, BootError
-from tether.engine.finalize import ServicingEnv, backend_for, reboot, root_device_id
+from tether.engine.finalize import ServicingEnv, backend_for, reboot, root_device_id, settle_boot_writes
 from tether.engine.healthchecks import run_checks
 from tether.engine.hostconfig import parse_host_config
 from tether.engine.layout import Layout
@@ -101,14 +101,16 @@ def _note_interruption(env: ServicingEnv, store: state.StateStore, doc: dict[str
     now_id = env.machine.current_boot_id()
     if not staging or now_id is None or staging.get("bootId") in (None, now_id):
         return doc
-    if (doc.get("lastError") or {}).get("category") == "interrupted":
+    last = doc.get("lastError") or {}
+    if last.get("category") == "interrupted" and last.get("startedAt") == staging.get("startedAt"):
         return doc
     info = slots.explain(doc, now_id) or {}
     msg = (f"{staging.get('operation')} into {staging.get('targetVolume')} (image {staging.get('imageUrl')}) was "
            f"interrupted at step {staging.get('step')} (started {staging.get('startedAt')}); untrusted: "
            f"{', '.join(info.get('untrustedSlots') or []) or 'none'}; to resume: {info.get('resume')}; to abandon: "
            f"{info.get('abandon')}")
-    return store.update("interrupted", lastError=state.error_record("interrupted", msg))
+    return store.update("interrupted", lastError={**state.error_record("interrupted", msg),
+                                                  "startedAt": staging.get("startedAt")})
 
 
 def _unrecorded_switch(env: ServicingEnv, store: state.StateStore,
@@ -208,6 +210,7 @@ def _check_and_commit(env: ServicingEnv, store: state.StateStore, doc: dict[str,
             return CommitResult(f"clean install failed its health checks: {summary}", 1, store.current())
         try:
             backend.mark_bad(entry)
+            settle_boot_writes()
         except BootError as e:
             LOG.warning("could not mark %s bad: %s (its boot counter still runs out)", entry, e)
         doc = store.current()
@@ -225,6 +228,7 @@ def _check_and_commit(env: ServicingEnv, store: state.StateStore, doc: dict[str,
         checkpoints.reached("boot:marked-good")
         backend.set_default(entry)
         checkpoints.reached("boot:default-set")
+        settle_boot_writes()
     except BootError as e:
         store.update("commit-failed", lastError=state.error_record("boot-configuration", str(e)))
         return CommitResult(f"cannot commit {entry}: {e}", 1, store.current())
@@ -248,15 +252,30 @@ def _fell_back(store: state.StateStore, doc: dict[str, Any], boot: dict[str, Any
         store.update("commit-failed", lastError=state.error_record("boot-fallback", msg))
         return CommitResult(f"cannot commit: {msg}", 1, store.current())
     tries = ""
+    tried: int | None = None
     with contextlib.suppress(BootError):
         for e in backend.entries():
-            if e.id == entry and e.tries_left is not None:
-                tries = f"; tries left {e.tries_left}, done {e.tries_done}"
+            if e.id == entry:
+                # an uncounted entry cannot say; a counted one at 0 tries done was never started
+                tried = 1 if e.tries_left is None else (e.tries_done or 0)
+                if e.tries_left is not None:
+                    tries = f"; tries left {e.tries_left}, done {e.tries_done}"
+    doc = store.current()
+    failed_spec = doc["spec"]
+    if not tried:
+        # the loader never tried it (its entry is gone or unreadable, e.g. lost to a power cut): nothing says the
+        # configuration is bad, so it is not rejected; the next metadata check stages it again
+        msg = (f"{entry} ({boot['targetVolume']}) was never tried: the boot loader started {which} and has "
+               f"no usable entry {entry}{tries}; the update is abandoned, not rejected")
+        doc.update(servicingState=state.PROVISIONED, spec=doc.get("specOld") or failed_spec, specOld=None,
+                   lastError=state.error_record("boot-entry-lost", msg),
+                   slots={**doc["slots"], boot["targetVolume"]: _bad(doc, boot["targetVolume"], msg)})
+        store.record(doc, "boot-fallback")
+        return CommitResult(f"update abandoned: {msg}; provisioned on {doc.get('abActiveVolume')}", 0, doc)
     msg = f"{entry} ({boot['targetVolume']}) did not come up: the boot loader started {which} instead{tries}"
     with contextlib.suppress(BootError):
         backend.mark_bad(entry)
-    doc = store.current()
-    failed_spec = doc["spec"]
+        settle_boot_writes()
     doc.update(servicingState=state.PROVISIONED, spec=doc.get("specOld") or failed_spec, specOld=None,
                lastError=state.error_record("boot-fallback", msg), rejectedSpecs=_rejected(doc, failed_spec),
                slots={**doc["slots"], boot["targetVolume"]: _bad(doc, boot["targetVolume"], msg)})

@@ -188,8 +188,10 @@ def fstab_entries(runner: Runner, layout: Layout, volume: str) -> list[osconfig.
             continue
         info = filesystems.probe(runner, layout.device(fs.device_id, volume))
         fstype = info.get("TYPE", "auto")
+        # the ESP is checked too (pass 2): power cuts during boot-entry writes leave FAT damage that otherwise
+        # accumulates until the kernel sets it read-only; systemd-fsck skips a type whose fsck is not installed
         out.append(osconfig.FstabEntry(info.get("UUID"), mp.path, fstype, mp.options,
-                                       1 if mp.path == "/" else (0 if fstype == "vfat" else 2)))
+                                       1 if mp.path == "/" else 2))
     for sw in layout.hc.storage.swap:
         info = filesystems.probe(runner, layout.devices[sw.device_id])
         out.append(osconfig.FstabEntry(info.get("UUID"), "none", "swap", "defaults", 0))

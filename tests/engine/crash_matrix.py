@@ -9,7 +9,7 @@ occurrence becomes a kill point. Two kill modes:
   checkpoint plus a random subset (seeded) of the 4 KiB blocks the step changed: a disk may persist any subset of
   the writes issued since the last flush, in any order. Two stores are atomic by their own design and are taken
   whole, from before or after the step (seeded): the servicing datastore's partition (SQLite with a rollback
-  journal and ``synchronous=FULL``) and the boot loader's store (the fake loader's file, written with
+  journal and ``synchronous=EXTRA``) and the boot loader's store (the fake loader's file, written with
   temp + fsync + rename + directory fsync, like EFI variables and ESP entries).
 
 After each case the host recovers the way a real one would — it boots what its boot loader picks and runs

@@ -219,3 +219,29 @@ def test_every_operation_and_event_state_is_known_and_the_docs_show_the_table() 
         assert all(a in state.STATES and b in state.STATES for a, b in pairs), ev
     docs = (Path(__file__).parents[2] / "docs/engine.md").read_text()
     assert transitions.markdown() in docs, "docs/engine.md: paste `python -m tether.engine.transitions`"
+
+
+def test_a_trial_entry_lost_before_it_was_tried_is_not_held_against_the_configuration(
+        loopdisk: LoopDisk, kimages: dict[str, BuiltImage], tmp_path: Path) -> None:
+    """A power cut right after finalize could leave the new entry unreadable on a vfat ESP (found by the QEMU power
+    cuts): the loader never tries it and starts the old slot. That is no verdict on the configuration: commit
+    abandons the update without rejecting it, so the metadata watch stages it again."""
+    from tether.engine.commit import spec_digest
+
+    rig = Rig(loopdisk, tmp_path)
+    installed(rig, kimages["v1"])
+    with rig.running() as live:
+        v2 = parse_host_config(config(loopdisk.device, kimages["v2"], "node-2"))
+        stage(v2, Runner(), live, UpdateOptions())
+        _msg, doc = finalize(rig.env(live))
+        entry_b, spec = doc["boot"]["entryId"], doc["spec"]
+    rig.fake.remove_entry(entry_b)  # what the cut left: no usable entry
+    assert rig.boot() is not None and rig.booted_slot() == "volume-a"
+    with rig.running() as live:
+        res = commit(rig.env(live))
+        assert res.code == 0 and "was never tried" in res.message and "not rejected" in res.message
+        st = rig.status(live)
+        assert st["servicingState"] == "provisioned" and st["abActiveVolume"] == "volume-a"
+        assert st["lastError"]["category"] == "boot-entry-lost"
+        assert spec_digest(spec) not in (st.get("rejectedSpecs") or [])
+        assert stage(v2, Runner(), live, UpdateOptions())[0] == "staged into volume-b"
