@@ -362,7 +362,8 @@ def cmd_update(args: argparse.Namespace) -> int:
         if "stage" in args.allowed_operations:  # finalize alone acts on what is staged; it needs no file
             hc = _load(_config_path(args), args)
             what, _status = stage(hc, Runner(), Target.at(args.root),
-                                  UpdateOptions(progress=make(args.progress), discard=not args.no_discard))
+                                  UpdateOptions(progress=make(args.progress), discard=not args.no_discard,
+                                                unboot=_unboot(args)))
             print(what)
             _notify(args, "staged", what)
     except TetherError as e:
@@ -477,3 +478,11 @@ def _emit(args: argparse.Namespace, out: Any) -> int:
         _err(f"--outfile {args.outfile}: cannot write: {e.strerror or e}")
         return EXIT_ERROR
     return 0
+
+
+def _unboot(args: argparse.Namespace) -> Any:
+    """What makes the slot being rewritten unbootable (engine.finalize.remove_slot_entries) for this command."""
+    from tether.engine.finalize import remove_slot_entries
+
+    env = _servicing_env(args, reboot=False)
+    return lambda volume: remove_slot_entries(env, volume)

@@ -75,6 +75,29 @@ def settle_boot_writes() -> None:
     os.sync()
 
 
+def remove_slot_entries(env: ServicingEnv, volume: str) -> None:
+    """Before a slot is rewritten, the boot entries of its old content go (RAUC marks a slot non-bootable before
+    writing it the same way): until finalize installs the new one, nothing in the boot configuration names the
+    slot. Best effort: a boot loader that cannot be opened here (no ESP mounted) is logged; the old entry is never
+    the default then (the running slot's is), and finalize removes it anyway."""
+    ds = state.datastore_location(env.root)
+    with state.StateStore(ds) as store:
+        doc = store.current()
+    try:
+        hc = parse_host_config(doc["spec"], "host configuration")
+        backend, _name, _esp = backend_for(env, hc, (doc.get("boot") or {}).get("backend"))
+        gone = [e.id for e in backend.entries() if e.slot == volume and not e.booted]
+        for entry in gone:
+            backend.remove_entry(entry)
+        settle_boot_writes()
+    except TetherError as e:
+        LOG.warning("could not remove the boot entries of %s before rewriting it: %s", volume, e)
+        return
+    if gone:
+        LOG.info("%s is being rewritten: removed its boot entries %s", volume, ", ".join(gone))
+    checkpoints.reached("boot:slot-unbootable")
+
+
 def reboot(env: ServicingEnv, why: str) -> None:
     if not env.reboot:
         print(f"not rebooting: {why} on the next boot")

@@ -24,7 +24,7 @@ from typing import Any
 from tether import log
 from tether.engine import state
 from tether.engine.commit import spec_digest
-from tether.engine.finalize import ServicingEnv, finalize, reboot
+from tether.engine.finalize import ServicingEnv, finalize, reboot, remove_slot_entries
 from tether.engine.hostconfig import parse_host_config, to_data
 from tether.engine.rebootpolicy import RebootPolicy, deferred_reason, parse_policy, request_reboot, wait_for_blockers
 from tether.engine.update import AB_UPDATE, UpdateOptions, servicing_type, stage
@@ -228,7 +228,10 @@ def from_metadata(env: ServicingEnv, policy: RebootPolicy, *, host: Host | None 
     if kind != AB_UPDATE and cur == state.PROVISIONED:
         return done(0, "none", "up to date: the metadata asks for the installed configuration")
     try:
-        what, doc = stage(hc, env.runner, env.root, stage_opts or UpdateOptions())
+        opts = stage_opts or UpdateOptions()
+        if opts.unboot is None:
+            opts.unboot = lambda volume: remove_slot_entries(env, volume)
+        what, doc = stage(hc, env.runner, env.root, opts)
     except TetherError as e:
         from tether.engine.images import ImageHashError
 

@@ -9,6 +9,7 @@ staging over: the inactive slot holds nothing anyone relies on until ``ab-update
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,9 @@ class UpdateOptions:
     discard: bool = True
     net_timeout: float = 30.0
     net_retries: int = 5
+    # makes a volume unbootable before its first byte is rewritten (finalize.remove_slot_entries); the CLI and the
+    # metadata watch set it, so the boot configuration never names a slot while it is being written
+    unboot: Callable[[str], None] | None = None
 
 
 def servicing_type(installed: dict[str, Any], new: dict[str, Any]) -> str:
@@ -179,6 +183,8 @@ def _stage_into(hc: HostConfiguration, new_spec: dict[str, Any], installed: dict
     staging = {"operation": AB_UPDATE, "targetVolume": inactive, "step": "writing",
                "imageUrl": hc.image.url if hc.image else None, "startedAt": state.now(), "pid": os.getpid(),
                "bootId": slots.current_boot_id()}
+    if opts.unboot is not None:  # first nothing may boot the slot, then it is marked as being written
+        opts.unboot(inactive)
     # the slot is untrusted from here until it is recorded as staged; a staged update it held is given up
     slot_rec = slots.record(slots.WRITING, new_spec, generation)
     store.record({**base_status, "servicingState": state.PROVISIONED, "spec": installed, "specOld": None,
