@@ -3,7 +3,7 @@
 The record (``slots[volume]`` in the host status) moves through the phases of a write, each recorded durably
 as the last step of the phase::
 
-    writing -> written (image hash verified) -> configured -> staged -> committed
+    writing -> written (image hash verified) -> staged (configured, marker written) -> committed
          \\-> bad (hash mismatch, failed configuration, failed boot or health checks)
 
 ``writing`` and ``bad`` slots are untrusted: nothing may boot them until they are staged again. The marker
@@ -27,7 +27,6 @@ MARKER = "/etc/tether/slot.json"
 
 WRITING = "writing"
 WRITTEN = "written"
-CONFIGURED = "configured"
 STAGED = "staged"
 COMMITTED = "committed"
 BAD = "bad"
@@ -132,7 +131,7 @@ def explain(doc: dict[str, Any], boot_id: str | None = None) -> dict[str, Any] |
     which slot is untrusted, and the commands that resume or abandon it. None when nothing is pending."""
     staging = doc.get("staging")
     untrusted = sorted(v for v, s in (doc.get("slots") or {}).items()
-                       if isinstance(s, dict) and s.get("state") in (WRITING, WRITTEN, CONFIGURED, BAD))
+                       if isinstance(s, dict) and s.get("state") in (WRITING, WRITTEN, BAD))
     if not staging and not untrusted:
         return None
     out: dict[str, Any] = {"untrustedSlots": untrusted}
