@@ -122,16 +122,6 @@ def obj(v: Any) -> dict[str, Any]:
 
 def parse_host_config(text: str | bytes | None, source: str) -> dict[str, Any] | None:
     """A host configuration carried as YAML text in the metadata; None when absent or empty."""
-    if text is None or not text.strip():
-        return None
-    from tether import yamlsafe
-    from tether.errors import ConfigError
-    try:
-        doc = yamlsafe.load(text, source)
-    except ConfigError as e:
-        raise DatasourceError(str(e))
-    if doc is None:
-        return None
-    if not isinstance(doc, dict):
-        raise DatasourceError(f"{source}: the host configuration must be a YAML mapping, got {type(doc).__name__}")
-    return doc
+    from tether.datasources.seedfiles import yaml_mapping
+
+    return yaml_mapping(text, source, "the host configuration must be a YAML mapping")

@@ -96,18 +96,24 @@ def parse_meta_data(raw: bytes | None, where: str) -> dict[str, Any]:
     return md
 
 
-def parse_network_config(raw: bytes | None, where: str) -> dict[str, Any] | None:
+def yaml_mapping(raw: str | bytes | None, source: str, expected: str = "expected a mapping") -> dict[str, Any] | None:
+    """A YAML mapping carried by a datasource (a seed file, a metadata value): None when absent, empty or null;
+    anything else is a DatasourceError naming ``source``."""
     if raw is None or not raw.strip():
         return None
     try:
-        nc = yamlsafe.load(raw, source=f"{where}/network-config")
+        doc = yamlsafe.load(raw, source=source)
     except ConfigError as e:
         raise DatasourceError(str(e))
-    if nc is None:
+    if doc is None:
         return None
-    if not isinstance(nc, dict):
-        raise DatasourceError(f"{where}/network-config: expected a mapping, got {type(nc).__name__}")
-    return nc
+    if not isinstance(doc, dict):
+        raise DatasourceError(f"{source}: {expected}, got {type(doc).__name__}")
+    return doc
+
+
+def parse_network_config(raw: bytes | None, where: str) -> dict[str, Any] | None:
+    return yaml_mapping(raw, f"{where}/network-config")
 
 
 def read_dir(d: Path, require_meta: bool = True, where: str | None = None) -> Seed | None:
